@@ -1,0 +1,481 @@
+//! Dynamic batching: a bounded queue per model version, drained by one worker thread per model
+//! instance. A worker takes the oldest request, then gathers compatible requests until the batch is
+//! full or the oldest request has waited `max_queue_delay`, runs the batch, and splits the outputs back.
+//! Requests whose client has gone away are dropped from the queue without being computed.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::backend::{BackendInstance, BatchInput};
+use crate::datatype::DataType;
+use crate::error::{Result, ServingError};
+use crate::metrics::ModelMetrics;
+use crate::signature::Signature;
+use crate::stats::{ExecutionTimes, ModelStats};
+use crate::tensor::{BytesElements, Tensor};
+
+/// How a model version's requests are queued and batched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchingPolicy {
+    /// Most rows in one execution; 0 means the model does not batch and each request runs alone.
+    pub max_batch_size: usize,
+    /// Longest the oldest queued request may wait for a fuller batch.
+    pub max_queue_delay: Duration,
+    /// Batch sizes worth waiting for; the largest one below `max_batch_size` becomes the target.
+    pub preferred_batch_sizes: Vec<usize>,
+    /// Requests that may wait in the queue before new ones are refused.
+    pub queue_capacity: usize,
+}
+
+impl BatchingPolicy {
+    /// The batch size at which a worker stops gathering and runs.
+    fn target_batch_size(&self) -> usize {
+        self.preferred_batch_sizes
+            .iter()
+            .copied()
+            .filter(|&p| p > 0 && p <= self.max_batch_size)
+            .max()
+            .unwrap_or(self.max_batch_size)
+    }
+}
+
+/// What a request receives back from its execution.
+#[derive(Debug)]
+pub struct JobOutput {
+    /// The request's outputs, in the model's output order.
+    pub outputs: Vec<Tensor>,
+    /// Time spent waiting in the queue.
+    pub queue_time: Duration,
+}
+
+/// One request waiting for execution.
+pub struct Job {
+    /// The inputs, validated and in the model's input order.
+    pub inputs: Vec<Tensor>,
+    /// Rows this request contributes to a batch (1 when the model does not batch).
+    pub rows: usize,
+    /// When the request entered the queue.
+    pub enqueued: Instant,
+    /// Where the result goes; dropping the receiver cancels the request.
+    pub reply: oneshot::Sender<Result<JobOutput>>,
+}
+
+impl Job {
+    /// Whether this job can share an execution with `other`: same shapes apart from the batch dimension.
+    fn batches_with(&self, other: &Job) -> bool {
+        self.inputs
+            .iter()
+            .zip(&other.inputs)
+            .all(|(a, b)| a.shape.len() == b.shape.len() && a.shape[1..] == b.shape[1..])
+    }
+}
+
+/// A model version's queue and workers.
+pub struct Scheduler {
+    sender: Sender<Job>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    /// Starts one worker thread per instance.
+    pub fn start(
+        label: &str,
+        instances: Vec<Box<dyn BackendInstance>>,
+        signature: Arc<Signature>,
+        policy: BatchingPolicy,
+        stats: Arc<ModelStats>,
+        metrics: ModelMetrics,
+    ) -> Result<Scheduler> {
+        let (sender, receiver) = crossbeam_channel::bounded(policy.queue_capacity.max(1));
+        let workers = instances
+            .into_iter()
+            .enumerate()
+            .map(|(i, instance)| {
+                let worker = Worker {
+                    instance,
+                    receiver: receiver.clone(),
+                    signature: signature.clone(),
+                    policy: policy.clone(),
+                    stats: stats.clone(),
+                    metrics: metrics.clone(),
+                    held: None,
+                };
+                std::thread::Builder::new()
+                    .name(format!("{label}#{i}"))
+                    .spawn(move || worker.run())
+                    .map_err(|e| ServingError::Internal(format!("cannot start a worker thread: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Scheduler { sender, workers })
+    }
+
+    /// Queues a job, or refuses it at once when the queue is full.
+    pub fn submit(&self, job: Job) -> Result<()> {
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ServingError::QueueFull(format!(
+                "the model's queue is full ({} requests waiting)",
+                self.sender.len()
+            ))),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(ServingError::Unavailable("the model is being unloaded".to_string()))
+            }
+        }
+    }
+
+    /// Requests currently waiting.
+    pub fn queue_depth(&self) -> usize {
+        self.sender.len()
+    }
+
+    /// How many worker threads (model instances) serve this queue.
+    pub fn instance_count(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+/// One instance's loop.
+struct Worker {
+    instance: Box<dyn BackendInstance>,
+    receiver: Receiver<Job>,
+    signature: Arc<Signature>,
+    policy: BatchingPolicy,
+    stats: Arc<ModelStats>,
+    metrics: ModelMetrics,
+    /// A job taken from the queue that did not fit the previous batch; it leads the next one.
+    held: Option<Job>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        // The loop ends when the scheduler is dropped and the queue is drained, so requests already
+        // accepted are always answered.
+        while let Some(batch) = self.next_batch() {
+            self.metrics.set_queue_depth(self.receiver.len());
+            self.execute(batch);
+        }
+    }
+
+    /// The next live job, waiting for one if needed; `None` once the queue is closed and empty.
+    fn next_live_job(&mut self) -> Option<Job> {
+        loop {
+            let job = match self.held.take() {
+                Some(job) => job,
+                None => self.receiver.recv().ok()?,
+            };
+            if !job.reply.is_closed() {
+                return Some(job);
+            }
+        }
+    }
+
+    fn next_batch(&mut self) -> Option<Vec<Job>> {
+        let first = self.next_live_job()?;
+        let mut rows = first.rows;
+        let deadline = first.enqueued + self.policy.max_queue_delay;
+        let mut batch = vec![first];
+        if self.policy.max_batch_size == 0 {
+            return Some(batch);
+        }
+        let target = self.policy.target_batch_size();
+        while rows < target {
+            let next = match self.receiver.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => match self.receiver.recv_deadline(deadline) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            if next.reply.is_closed() {
+                continue;
+            }
+            if rows + next.rows > self.policy.max_batch_size || !batch[0].batches_with(&next) {
+                self.held = Some(next);
+                break;
+            }
+            rows += next.rows;
+            batch.push(next);
+        }
+        Some(batch)
+    }
+
+    fn execute(&mut self, batch: Vec<Job>) {
+        let started = Instant::now();
+        let rows: usize = batch.iter().map(|j| j.rows).sum();
+        let batched = self.policy.max_batch_size > 0;
+        let gather_start = Instant::now();
+        let inputs: Vec<BatchInput<'_>> = self
+            .signature
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let mut shape = batch[0].inputs[i].shape.clone();
+                if batched {
+                    shape[0] = rows as i64;
+                }
+                BatchInput {
+                    spec,
+                    shape,
+                    parts: batch.iter().map(|j| &j.inputs[i].data[..]).collect(),
+                }
+            })
+            .collect();
+        let compute_input = gather_start.elapsed();
+        let infer_start = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.instance.execute(&inputs)))
+            .unwrap_or_else(|_| Err(ServingError::Internal("the backend panicked".to_string())));
+        drop(inputs);
+        let compute_infer = infer_start.elapsed();
+        let output_start = Instant::now();
+        let split = result.and_then(|outputs| {
+            if batched && batch.len() > 1 {
+                split_outputs(outputs, &batch)
+            } else {
+                Ok(vec![outputs])
+            }
+        });
+        let times = ExecutionTimes {
+            compute_input,
+            compute_infer,
+            compute_output: output_start.elapsed(),
+        };
+        self.stats.record_execution(rows as u64, times);
+        self.metrics.record_execution(rows as u64, compute_input + compute_infer);
+        match split {
+            Ok(per_job) => {
+                for (job, outputs) in batch.into_iter().zip(per_job) {
+                    let queue_time = started.saturating_duration_since(job.enqueued);
+                    self.stats.record_request_compute(queue_time, times);
+                    self.metrics.record_queue(queue_time);
+                    let _ = job.reply.send(Ok(JobOutput { outputs, queue_time }));
+                }
+            }
+            Err(err) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Splits each batched output along its first dimension, in the batch's row order.
+fn split_outputs(outputs: Vec<Tensor>, batch: &[Job]) -> Result<Vec<Vec<Tensor>>> {
+    let total_rows: usize = batch.iter().map(|j| j.rows).sum();
+    let mut per_job: Vec<Vec<Tensor>> = batch.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+    for output in outputs {
+        if output.shape.first().copied() != Some(total_rows as i64) {
+            return Err(ServingError::Internal(format!(
+                "output '{}' has shape {:?}, which does not keep the batch of {total_rows} rows",
+                output.name, output.shape
+            )));
+        }
+        let offsets = row_offsets(&output, total_rows)?;
+        let mut row = 0;
+        for (job, outs) in batch.iter().zip(per_job.iter_mut()) {
+            let mut shape = output.shape.clone();
+            shape[0] = job.rows as i64;
+            outs.push(Tensor {
+                name: output.name.clone(),
+                datatype: output.datatype,
+                shape,
+                data: output.data.slice(offsets[row]..offsets[row + job.rows]),
+            });
+            row += job.rows;
+        }
+    }
+    Ok(per_job)
+}
+
+/// Byte offset of the start of each row, plus the end, for a batched output.
+fn row_offsets(output: &Tensor, rows: usize) -> Result<Vec<usize>> {
+    let elements = output.element_count()?;
+    let per_row = elements.checked_div(rows).unwrap_or(0);
+    match output.datatype.element_size() {
+        Some(size) => Ok((0..=rows).map(|r| r * per_row * size).collect()),
+        None => {
+            debug_assert_eq!(output.datatype, DataType::Bytes);
+            let mut offsets = Vec::with_capacity(rows + 1);
+            offsets.push(0);
+            let mut position = 0;
+            let mut elements = BytesElements::new(&output.data);
+            for _ in 0..rows {
+                for _ in 0..per_row {
+                    let item = elements.next().ok_or_else(|| {
+                        ServingError::Internal(format!("output '{}' holds fewer elements than its shape", output.name))
+                    })?;
+                    position += 4 + item.len();
+                }
+                offsets.push(position);
+            }
+            Ok(offsets)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendInstance;
+    use crate::metrics::Metrics;
+    use crate::signature::TensorSpec;
+    use bytes::Bytes;
+    use std::sync::Mutex;
+
+    /// Doubles FP32 input `x` into output `y` and records each execution's row count.
+    struct Doubler {
+        executions: Arc<Mutex<Vec<usize>>>,
+        delay: Duration,
+    }
+
+    impl BackendInstance for Doubler {
+        fn execute(&mut self, inputs: &[BatchInput<'_>]) -> Result<Vec<Tensor>> {
+            std::thread::sleep(self.delay);
+            let input = &inputs[0];
+            self.executions.lock().unwrap().push(input.shape[0] as usize);
+            let mut data = vec![0u8; input.byte_len()];
+            input.copy_into(&mut data);
+            let doubled: Vec<u8> = data
+                .chunks_exact(4)
+                .flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) * 2.0).to_le_bytes())
+                .collect();
+            Ok(vec![Tensor {
+                name: "y".into(),
+                datatype: DataType::Fp32,
+                shape: input.shape.clone(),
+                data: Bytes::from(doubled),
+            }])
+        }
+    }
+
+    fn signature() -> Arc<Signature> {
+        Arc::new(Signature {
+            inputs: vec![TensorSpec::new("x", DataType::Fp32, vec![2])],
+            outputs: vec![TensorSpec::new("y", DataType::Fp32, vec![2])],
+        })
+    }
+
+    fn scheduler(policy: BatchingPolicy, delay: Duration) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
+        let executions = Arc::new(Mutex::new(Vec::new()));
+        let instance = Box::new(Doubler {
+            executions: executions.clone(),
+            delay,
+        });
+        let metrics = Metrics::new().for_model("doubler", "1");
+        let scheduler = Scheduler::start(
+            "doubler",
+            vec![instance],
+            signature(),
+            policy,
+            Arc::new(ModelStats::default()),
+            metrics,
+        )
+        .unwrap();
+        (scheduler, executions)
+    }
+
+    fn job(values: [f32; 2]) -> (Job, oneshot::Receiver<Result<JobOutput>>) {
+        let (tx, rx) = oneshot::channel();
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let job = Job {
+            inputs: vec![Tensor::new("x", DataType::Fp32, vec![1, 2], Bytes::from(data)).unwrap()],
+            rows: 1,
+            enqueued: Instant::now(),
+            reply: tx,
+        };
+        (job, rx)
+    }
+
+    fn values(tensor: &Tensor) -> Vec<f32> {
+        tensor.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+
+    #[test]
+    fn queued_requests_are_batched_and_split_back_in_order() {
+        let policy = BatchingPolicy {
+            max_batch_size: 8,
+            max_queue_delay: Duration::from_millis(200),
+            preferred_batch_sizes: vec![],
+            queue_capacity: 64,
+        };
+        let (scheduler, executions) = scheduler(policy, Duration::ZERO);
+        let receivers: Vec<_> = (0..8)
+            .map(|i| {
+                let (job, rx) = job([i as f32, -(i as f32)]);
+                scheduler.submit(job).unwrap();
+                rx
+            })
+            .collect();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let out = rx.blocking_recv().unwrap().unwrap();
+            assert_eq!(out.outputs[0].shape, vec![1, 2]);
+            assert_eq!(values(&out.outputs[0]), vec![2.0 * i as f32, -2.0 * i as f32]);
+        }
+        assert_eq!(*executions.lock().unwrap(), vec![8], "one full batch of 8");
+    }
+
+    #[test]
+    fn a_full_queue_refuses_with_queue_full() {
+        let policy = BatchingPolicy {
+            max_batch_size: 0,
+            max_queue_delay: Duration::ZERO,
+            preferred_batch_sizes: vec![],
+            queue_capacity: 2,
+        };
+        let (scheduler, _) = scheduler(policy, Duration::from_millis(300));
+        let mut kept = Vec::new();
+        let mut refused = 0;
+        for _ in 0..6 {
+            let (job, rx) = job([1.0, 1.0]);
+            match scheduler.submit(job) {
+                Ok(()) => kept.push(rx),
+                Err(ServingError::QueueFull(_)) => refused += 1,
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert!(refused >= 3, "only {refused} refused");
+        for rx in kept {
+            assert!(rx.blocking_recv().unwrap().is_ok());
+        }
+    }
+
+    #[test]
+    fn cancelled_requests_are_not_computed() {
+        let policy = BatchingPolicy {
+            max_batch_size: 0,
+            max_queue_delay: Duration::ZERO,
+            preferred_batch_sizes: vec![],
+            queue_capacity: 16,
+        };
+        let (scheduler, executions) = scheduler(policy, Duration::from_millis(100));
+        let (first, first_rx) = job([1.0, 2.0]);
+        scheduler.submit(first).unwrap();
+        // Let the worker start on the first job, then queue three whose clients give up.
+        std::thread::sleep(Duration::from_millis(30));
+        for _ in 0..3 {
+            let (job, rx) = job([3.0, 4.0]);
+            scheduler.submit(job).unwrap();
+            drop(rx);
+        }
+        let (last, last_rx) = job([5.0, 6.0]);
+        scheduler.submit(last).unwrap();
+        assert!(first_rx.blocking_recv().unwrap().is_ok());
+        assert_eq!(values(&last_rx.blocking_recv().unwrap().unwrap().outputs[0]), vec![10.0, 12.0]);
+        assert_eq!(executions.lock().unwrap().len(), 2, "the three cancelled jobs never ran");
+    }
+
+    #[test]
+    fn bytes_outputs_split_by_element() {
+        let data = crate::tensor::encode_bytes_elements([&b"a"[..], b"bb", b"", b"dddd"]);
+        let output = Tensor::new("s", DataType::Bytes, vec![2, 2], Bytes::from(data)).unwrap();
+        let offsets = row_offsets(&output, 2).unwrap();
+        assert_eq!(offsets, vec![0, 4 + 1 + 4 + 2, 4 + 1 + 4 + 2 + 4 + 4 + 4]);
+    }
+}
