@@ -3,10 +3,15 @@
 //! batching.
 
 pub mod backend;
+pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod inference;
 pub mod metrics;
+pub mod model;
+pub mod repository;
 pub mod scheduler;
+pub mod server;
 pub mod signature;
 pub mod stats;
 pub mod tensor;

@@ -377,7 +377,7 @@ impl BackendInstance for CandleInstance {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
