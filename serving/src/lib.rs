@@ -6,6 +6,8 @@ pub mod backend;
 pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod grpc;
+pub mod http;
 pub mod inference;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,179 @@
+//! `cerulean serve` and `cerulean up`: start the inference server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use cerulean_models::ModelStore;
+use cerulean_serving::backend::BackendOptions;
+use cerulean_serving::config::ModelDefaults;
+use cerulean_serving::metrics::Metrics;
+use cerulean_serving::repository::{ModelRepository, RepositorySources};
+use cerulean_serving::server::{InferenceServer, ServerOptions};
+use clap::Args;
+use tokio::sync::watch;
+
+use crate::settings::FileSettings;
+
+/// Flags of `serve` and `up`. Each can also come from its `CERULEAN_*` variable or the config file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// A Triton-layout model repository; may be given several times.
+    #[arg(long = "model-repository", env = "CERULEAN_MODEL_REPOSITORY", value_delimiter = ',')]
+    pub model_repository: Vec<PathBuf>,
+    /// REST address [default: 127.0.0.1:8080].
+    #[arg(long, env = "CERULEAN_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// gRPC address [default: 127.0.0.1:8081].
+    #[arg(long, env = "CERULEAN_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Refuse load and unload requests (models stay as loaded at start).
+    #[arg(long, env = "CERULEAN_NO_MODEL_CONTROL")]
+    pub no_model_control: bool,
+    /// Largest HTTP request body in bytes [default: 268435456].
+    #[arg(long, env = "CERULEAN_HTTP_BODY_LIMIT")]
+    pub http_body_limit: Option<usize>,
+    /// Largest gRPC message in bytes [default: 268435456].
+    #[arg(long, env = "CERULEAN_GRPC_MESSAGE_LIMIT")]
+    pub grpc_message_limit: Option<usize>,
+    /// ONNX Runtime threads inside an operator, per model instance [default: 1].
+    #[arg(long, env = "CERULEAN_INTRA_OP_THREADS")]
+    pub intra_op_threads: Option<usize>,
+    /// ONNX Runtime threads across operators, per model instance [default: 1].
+    #[arg(long, env = "CERULEAN_INTER_OP_THREADS")]
+    pub inter_op_threads: Option<usize>,
+    /// Instances of each model without an instance_group [default: number of CPUs].
+    #[arg(long, env = "CERULEAN_INSTANCES")]
+    pub instances: Option<usize>,
+    /// max_batch_size given to batchable models whose configuration has none [default: 32].
+    #[arg(long, env = "CERULEAN_DEFAULT_MAX_BATCH_SIZE")]
+    pub default_max_batch_size: Option<usize>,
+    /// Requests that may wait per model version before 429 [default: 1024].
+    #[arg(long, env = "CERULEAN_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// The ONNX Runtime library [default: the one `cerulean models pull` installed].
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// Runs the server until SIGINT or SIGTERM. `up` also fetches and serves the prebuilt models.
+pub fn run(config: Option<&Path>, args: ServeArgs, up: bool) -> anyhow::Result<()> {
+    let store = ModelStore::from_env();
+    let file = FileSettings::load(config, store.home())?.serve;
+    if up {
+        crate::models::pull(&store, &[], false, false).context("fetching the prebuilt models")?;
+    }
+    let mut roots = if args.model_repository.is_empty() {
+        file.model_repository.clone().unwrap_or_default()
+    } else {
+        args.model_repository.clone()
+    };
+    let mut prebuilt = Vec::new();
+    if up {
+        let user_repository = store.home().join("repository");
+        std::fs::create_dir_all(&user_repository)
+            .with_context(|| format!("creating {}", user_repository.display()))?;
+        roots.push(user_repository);
+        prebuilt = store.servable_models();
+    }
+    if roots.is_empty() && prebuilt.is_empty() {
+        anyhow::bail!("no model repository given: pass --model-repository DIR (or use `cerulean up`)");
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let defaults = ModelDefaults {
+        max_batch_size: args.default_max_batch_size.or(file.default_max_batch_size).unwrap_or(32),
+        queue_capacity: args.queue_capacity.or(file.queue_capacity).unwrap_or(1024),
+        instance_count: args.instances.or(file.instances).unwrap_or(cpus),
+        backend: BackendOptions {
+            intra_op_threads: args.intra_op_threads.or(file.intra_op_threads).unwrap_or(1),
+            inter_op_threads: args.inter_op_threads.or(file.inter_op_threads).unwrap_or(1),
+            onnxruntime_library: args
+                .onnxruntime_library
+                .clone()
+                .or(file.onnxruntime_library.clone())
+                .or_else(|| store.onnxruntime_library()),
+        },
+    };
+    let options = ServerOptions {
+        model_control: !args.no_model_control && file.model_control.unwrap_or(true),
+        http_body_limit: args.http_body_limit.or(file.http_body_limit).unwrap_or(256 << 20),
+        grpc_message_limit: args.grpc_message_limit.or(file.grpc_message_limit).unwrap_or(256 << 20),
+    };
+    let http_addr = args.http_addr.or(file.http_addr).unwrap_or(([127, 0, 0, 1], 8080).into());
+    let grpc_addr = args.grpc_addr.or(file.grpc_addr).unwrap_or(([127, 0, 0, 1], 8081).into());
+    let sources = RepositorySources { roots, models: prebuilt };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(sources, defaults, options, http_addr, grpc_addr))
+}
+
+async fn serve(
+    sources: RepositorySources,
+    defaults: ModelDefaults,
+    options: ServerOptions,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("binding HTTP to {http_addr}"))?;
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC to {grpc_addr}"))?;
+    let repository = Arc::new(ModelRepository::new(sources, defaults, Metrics::new()));
+    let server = InferenceServer::new(repository.clone(), options);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = tokio::spawn(cerulean_serving::http::serve_http(
+        server.clone(),
+        http_listener,
+        stopped(stop_rx.clone()),
+    ));
+    let grpc = tokio::spawn(cerulean_serving::grpc::serve_grpc(
+        server.clone(),
+        grpc_listener,
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(%http_addr, %grpc_addr, "listening; loading models");
+    repository.load_all().await;
+    server.mark_ready(true);
+    let index = server.index(false);
+    let ready = index.iter().filter(|e| e.state == "READY").count();
+    tracing::info!(ready_versions = ready, models = index.len(), "server ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    server.mark_ready(false);
+    let _ = stop_tx.send(true);
+    http.await.context("HTTP server task")?.context("HTTP server")?;
+    grpc.await.context("gRPC server task")?.context("gRPC server")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

