@@ -27,10 +27,22 @@ fn models_are_pulled_listed_and_served_by_up() {
         .env("CERULEAN_HOME", &home)
         .output()
         .unwrap();
-    assert!(pull.status.success(), "{}", String::from_utf8_lossy(&pull.stderr));
+    assert!(
+        pull.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
     let stdout = String::from_utf8_lossy(&pull.stdout);
-    for name in ["onnxruntime", "silero-vad", "minilm-l6-v2", "minilm-l6-v2-tokenizer"] {
-        assert!(stdout.contains(name), "{name} missing from pull output:\n{stdout}");
+    for name in [
+        "onnxruntime",
+        "silero-vad",
+        "minilm-l6-v2",
+        "minilm-l6-v2-tokenizer",
+    ] {
+        assert!(
+            stdout.contains(name),
+            "{name} missing from pull output:\n{stdout}"
+        );
     }
 
     // Pulling again is idempotent: everything is already present.
@@ -43,14 +55,28 @@ fn models_are_pulled_listed_and_served_by_up() {
     let again = String::from_utf8_lossy(&again.stdout);
     assert_eq!(again.matches("already present").count(), 4, "{again}");
 
-    let list = cerulean().args(["models", "list"]).env("CERULEAN_HOME", &home).output().unwrap();
+    let list = cerulean()
+        .args(["models", "list"])
+        .env("CERULEAN_HOME", &home)
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     assert_eq!(list.matches("installed").count(), 4, "{list}");
-    assert!(list.contains("CC-BY") || list.contains("MIT"), "licences are listed:\n{list}");
+    assert!(
+        list.contains("CC-BY") || list.contains("MIT"),
+        "licences are listed:\n{list}"
+    );
 
     let server = Server::start("up", &[], &[("CERULEAN_HOME", home.as_path())]);
     run_python(
         "prebuilt_e2e.py",
-        &["--http", &server.http, "--grpc", &server.grpc, "--home", home.to_str().unwrap()],
+        &[
+            "--http",
+            &server.http,
+            "--grpc",
+            &server.grpc,
+            "--home",
+            home.to_str().unwrap(),
+        ],
     );
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use cerulean_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use cerulean_proto::inference::model_infer_request::InferInputTensor;
@@ -25,7 +26,14 @@ fn tritonclient_http_and_grpc_work_unchanged() {
     let (server, repo) = fixture_server(&[]);
     let output = run_python(
         "triton_e2e.py",
-        &["--http", &server.http, "--grpc", &server.grpc, "--repo", repo.path().to_str().unwrap()],
+        &[
+            "--http",
+            &server.http,
+            "--grpc",
+            &server.grpc,
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(" 0 failed"), "{stdout}");
@@ -41,7 +49,10 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value
     let response = client.post(url).json(&body).send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// REST, binary REST and gRPC give the same numbers, and every error is a JSON body that names what
@@ -52,16 +63,26 @@ async fn rest_and_grpc_agree_and_errors_are_clear() {
     let base = server.base_url();
     let client = reqwest::Client::new();
 
-    let (status, json_out) = post(&client, format!("{base}/v2/models/mlp/versions/1/infer"), mlp_request(3)).await;
+    let (status, json_out) = post(
+        &client,
+        format!("{base}/v2/models/mlp/versions/1/infer"),
+        mlp_request(3),
+    )
+    .await;
     assert_eq!(status, 200, "{json_out}");
     assert_eq!(json_out["model_version"], "1");
     assert_eq!(json_out["id"], "r1");
     assert_eq!(json_out["outputs"][0]["shape"], json!([3, 4]));
-    let json_values: Vec<f32> = serde_json::from_value(json_out["outputs"][0]["data"].clone()).unwrap();
+    let json_values: Vec<f32> =
+        serde_json::from_value(json_out["outputs"][0]["data"].clone()).unwrap();
 
     // The same request over gRPC with raw contents.
-    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
-    let input: Vec<u8> = (0..48).flat_map(|i| ((i as f32 - 20.0) / 7.0).to_le_bytes()).collect();
+    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let input: Vec<u8> = (0..48)
+        .flat_map(|i| ((i as f32 - 20.0) / 7.0).to_le_bytes())
+        .collect();
     let response = grpc
         .model_infer(ModelInferRequest {
             model_name: "mlp".into(),
@@ -84,7 +105,10 @@ async fn rest_and_grpc_agree_and_errors_are_clear() {
         .collect();
     assert_eq!(json_values.len(), 12);
     for (a, b) in json_values.iter().zip(&grpc_values) {
-        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{json_values:?} vs {grpc_values:?}");
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+            "{json_values:?} vs {grpc_values:?}"
+        );
     }
 
     // Errors over REST: status and a JSON body naming the problem.
@@ -110,8 +134,13 @@ async fn rest_and_grpc_agree_and_errors_are_clear() {
     for (path, body, want, names) in cases {
         let (status, body) = post(&client, format!("{base}{path}"), body).await;
         assert_eq!(status, want, "{path}: {body}");
-        let message = body["error"].as_str().unwrap_or_else(|| panic!("{path}: no error field in {body}"));
-        assert!(message.contains(names), "{path}: '{message}' should name {names}");
+        let message = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: no error field in {body}"));
+        assert!(
+            message.contains(names),
+            "{path}: '{message}' should name {names}"
+        );
     }
     let big = json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "data": vec![0.5f32; 20000]}]});
     let (status, body) = post(&client, format!("{base}/v2/models/mlp/infer"), big).await;
@@ -138,7 +167,10 @@ async fn rest_and_grpc_agree_and_errors_are_clear() {
         .await
         .unwrap()
         .into_inner();
-    assert!(!ready.ready, "unknown models are not ready, and that is no error");
+    assert!(
+        !ready.ready,
+        "unknown models are not ready, and that is no error"
+    );
 }
 
 /// With `--no-model-control`, load and unload are refused and the models stay.
@@ -146,10 +178,17 @@ async fn rest_and_grpc_agree_and_errors_are_clear() {
 async fn model_control_can_be_switched_off() {
     let (server, _repo) = fixture_server(&["--no-model-control"]);
     let client = reqwest::Client::new();
-    let (status, body) = post(&client, format!("{}/v2/repository/models/simple/unload", server.base_url()), json!({})).await;
+    let (status, body) = post(
+        &client,
+        format!("{}/v2/repository/models/simple/unload", server.base_url()),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 501, "{body}");
     assert!(body["error"].as_str().unwrap().contains("model control"));
-    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
     let err = grpc
         .repository_model_load(RepositoryModelLoadRequest {
             model_name: "simple".into(),
@@ -168,10 +207,20 @@ async fn metrics_report_histograms_per_model() {
     let (server, _repo) = fixture_server(&[]);
     let client = reqwest::Client::new();
     for _ in 0..3 {
-        let (status, _) = post(&client, format!("{}/v2/models/mlp/infer", server.base_url()), mlp_request(2)).await;
+        let (status, _) = post(
+            &client,
+            format!("{}/v2/models/mlp/infer", server.base_url()),
+            mlp_request(2),
+        )
+        .await;
         assert_eq!(status, 200);
     }
-    let (_, _) = post(&client, format!("{}/v2/models/mlp/infer", server.base_url()), mlp_request(20)).await;
+    let (_, _) = post(
+        &client,
+        format!("{}/v2/models/mlp/infer", server.base_url()),
+        mlp_request(20),
+    )
+    .await;
     let (status, text) = common::http_get(&server.http, "/metrics").unwrap();
     assert_eq!(status, 200);
     for needle in [
@@ -202,7 +251,11 @@ fn write_candle_model(dir: &Path) {
     let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(name, shape, data)| {
-            (*name, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap())
+            (
+                *name,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap(),
+            )
         })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
@@ -222,8 +275,12 @@ fn candle_reference(x: [f32; 2]) -> [f32; 2] {
     let b0 = [0.1, 0.0, -0.2];
     let w1 = [[1.0, -1.0, 0.5], [-0.5, 0.25, 2.0]];
     let b1 = [0.0, 0.3];
-    let h: Vec<f32> = (0..3).map(|o| (w0[o][0] * x[0] + w0[o][1] * x[1] + b0[o]).max(0.0)).collect();
-    let z: Vec<f32> = (0..2).map(|o| w1[o].iter().zip(&h).map(|(w, v)| w * v).sum::<f32>() + b1[o]).collect();
+    let h: Vec<f32> = (0..3)
+        .map(|o| (w0[o][0] * x[0] + w0[o][1] * x[1] + b0[o]).max(0.0))
+        .collect();
+    let z: Vec<f32> = (0..2)
+        .map(|o| w1[o].iter().zip(&h).map(|(w, v)| w * v).sum::<f32>() + b1[o])
+        .collect();
     let m = z[0].max(z[1]);
     let e = [(z[0] - m).exp(), (z[1] - m).exp()];
     [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])]
@@ -236,7 +293,11 @@ async fn candle_models_are_served() {
     let version = repo.path().join("pets/1");
     std::fs::create_dir_all(&version).unwrap();
     write_candle_model(&version);
-    let server = Server::start("serve", &["--model-repository", repo.path().to_str().unwrap()], &[]);
+    let server = Server::start(
+        "serve",
+        &["--model-repository", repo.path().to_str().unwrap()],
+        &[],
+    );
     let client = reqwest::Client::new();
     let metadata: Value = client
         .get(format!("{}/v2/models/pets", server.base_url()))
@@ -247,7 +308,10 @@ async fn candle_models_are_served() {
         .await
         .unwrap();
     assert_eq!(metadata["platform"], "candle");
-    assert_eq!(metadata["inputs"][0], json!({"name": "features", "datatype": "FP32", "shape": [-1, 2]}));
+    assert_eq!(
+        metadata["inputs"][0],
+        json!({"name": "features", "datatype": "FP32", "shape": [-1, 2]})
+    );
     let rows = [[1.0f32, 2.0], [-3.0, 0.5], [0.0, 0.0]];
     let (status, body) = post(
         &client,
@@ -256,12 +320,148 @@ async fn candle_models_are_served() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let probabilities: Vec<f32> = serde_json::from_value(body["outputs"][0]["data"].clone()).unwrap();
+    let probabilities: Vec<f32> =
+        serde_json::from_value(body["outputs"][0]["data"].clone()).unwrap();
     let labels: Vec<String> = serde_json::from_value(body["outputs"][1]["data"].clone()).unwrap();
     for (r, row) in rows.iter().enumerate() {
         let want = candle_reference(*row);
-        assert!((probabilities[2 * r] - want[0]).abs() < 1e-5, "{probabilities:?} vs {want:?}");
+        assert!(
+            (probabilities[2 * r] - want[0]).abs() < 1e-5,
+            "{probabilities:?} vs {want:?}"
+        );
         assert!((probabilities[2 * r + 1] - want[1]).abs() < 1e-5);
         assert_eq!(labels[r], if want[1] > want[0] { "dog" } else { "cat" });
+    }
+}
+
+/// A binary-tensor request for the slow model (cheap to parse, so timings stay with the model) and
+/// the value of its `Inference-Header-Content-Length`.
+fn slow_request(rows: usize) -> (bytes::Bytes, usize) {
+    let header = json!({"inputs": [{"name": "INPUT0", "shape": [rows, 1024], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": rows * 4096}}]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.resize(header.len() + rows * 4096, 0);
+    (body.into(), header.len())
+}
+
+async fn post_slow(
+    client: &reqwest::Client,
+    url: &str,
+    request: &(bytes::Bytes, usize),
+) -> reqwest::Response {
+    client
+        .post(url)
+        .header("Inference-Header-Content-Length", request.1)
+        .body(request.0.clone())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn slow_executions(client: &reqwest::Client, base: &str) -> u64 {
+    let stats: Value = client
+        .get(format!("{base}/v2/models/slow/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["model_stats"][0]["execution_count"].as_u64().unwrap()
+}
+
+/// Requests whose clients hang up while queued are dropped, not computed; a full queue answers 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_requests_are_skipped_and_full_queues_refuse() {
+    let repo = tempfile::tempdir().unwrap();
+    run_python("make_slow_model.py", &[repo.path().to_str().unwrap()]);
+    let server = Server::start(
+        "serve",
+        &["--model-repository", repo.path().to_str().unwrap()],
+        &[],
+    );
+    let base = server.base_url();
+    let client = reqwest::Client::new();
+    let infer_url = format!("{base}/v2/models/slow/infer");
+    let before = slow_executions(&client, &base).await;
+    // Bodies are built before the timeline starts, so every request reaches the server at once.
+    let full = Arc::new(slow_request(256));
+    let one_row = slow_request(1);
+
+    // Keep the single instance busy.
+    let busy = tokio::spawn({
+        let client = client.clone();
+        let url = infer_url.clone();
+        let full = full.clone();
+        async move { post_slow(&client, &url, &full).await.status().as_u16() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // A client sends a request and hangs up while it waits in the queue.
+    {
+        use tokio::io::AsyncWriteExt;
+        let (body, header_len) = &*full;
+        let mut socket = tokio::net::TcpStream::connect(&server.http).await.unwrap();
+        let head = format!(
+            "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+             Inference-Header-Content-Length: {header_len}\r\n\r\n",
+            body.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(body).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(socket);
+    }
+    // A gRPC client that gives up after 100 ms.
+    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let mut abandoned = tonic::Request::new(ModelInferRequest {
+        model_name: "slow".into(),
+        inputs: vec![InferInputTensor {
+            name: "INPUT0".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 1024],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![vec![0u8; 4096].into()],
+        ..Default::default()
+    });
+    abandoned.set_timeout(std::time::Duration::from_millis(100));
+    let err = grpc.model_infer(abandoned).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Cancelled, "{err}");
+    assert_eq!(busy.await.unwrap(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        slow_executions(&client, &base).await - before,
+        1,
+        "only the request whose client stayed was computed"
+    );
+
+    // Fill the queue (capacity 2) behind a busy instance: the next request is refused with 429.
+    let busy = tokio::spawn({
+        let client = client.clone();
+        let url = infer_url.clone();
+        let full = full.clone();
+        async move { post_slow(&client, &url, &full).await.status().as_u16() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let queued: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            let url = infer_url.clone();
+            let full = full.clone();
+            tokio::spawn(async move { post_slow(&client, &url, &full).await.status().as_u16() })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let refused = post_slow(&client, &infer_url, &one_row).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("queue"), "{body}");
+    assert_eq!(busy.await.unwrap(), 200);
+    for q in queued {
+        assert_eq!(q.await.unwrap(), 200);
     }
 }

@@ -40,17 +40,30 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
 }
 
 /// Fetches the named entries (all when `names` is empty).
-pub fn pull(store: &ModelStore, names: &[String], force: bool, no_progress: bool) -> anyhow::Result<()> {
+pub fn pull(
+    store: &ModelStore,
+    names: &[String],
+    force: bool,
+    no_progress: bool,
+) -> anyhow::Result<()> {
     let entries = store.manifest().select(names)?;
     let options = PullOptions {
-        progress: if no_progress { ProgressMode::Lines } else { ProgressMode::Auto },
+        progress: if no_progress {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Auto
+        },
         force,
     };
     let reports = store
         .pull(&entries, &options)
         .with_context(|| format!("pulling into {}", store.models_dir().display()))?;
     for report in reports {
-        let state = if report.up_to_date() { "already present" } else { "installed" };
+        let state = if report.up_to_date() {
+            "already present"
+        } else {
+            "installed"
+        };
         println!("{:<24} {state}", report.name);
     }
     Ok(())
@@ -58,7 +71,10 @@ pub fn pull(store: &ModelStore, names: &[String], force: bool, no_progress: bool
 
 fn list(store: &ModelStore) {
     println!("models in {}", store.models_dir().display());
-    println!("{:<24} {:<9} {:<10} {:<28} {}", "NAME", "KIND", "STATE", "PACKAGE", "LICENCE (model / package)");
+    println!(
+        "{:<24} {:<9} {:<10} {:<28} LICENCE (model / package)",
+        "NAME", "KIND", "STATE", "PACKAGE"
+    );
     for (entry, status) in store.list() {
         let state = match status {
             EntryStatus::Installed => "installed".to_string(),

@@ -20,7 +20,11 @@ use crate::settings::FileSettings;
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// A Triton-layout model repository; may be given several times.
-    #[arg(long = "model-repository", env = "CERULEAN_MODEL_REPOSITORY", value_delimiter = ',')]
+    #[arg(
+        long = "model-repository",
+        env = "CERULEAN_MODEL_REPOSITORY",
+        value_delimiter = ','
+    )]
     pub model_repository: Vec<PathBuf>,
     /// REST address [default: 127.0.0.1:8080].
     #[arg(long, env = "CERULEAN_HTTP_ADDR")]
@@ -78,11 +82,16 @@ pub fn run(config: Option<&Path>, args: ServeArgs, up: bool) -> anyhow::Result<(
         prebuilt = store.servable_models();
     }
     if roots.is_empty() && prebuilt.is_empty() {
-        anyhow::bail!("no model repository given: pass --model-repository DIR (or use `cerulean up`)");
+        anyhow::bail!(
+            "no model repository given: pass --model-repository DIR (or use `cerulean up`)"
+        );
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let defaults = ModelDefaults {
-        max_batch_size: args.default_max_batch_size.or(file.default_max_batch_size).unwrap_or(32),
+        max_batch_size: args
+            .default_max_batch_size
+            .or(file.default_max_batch_size)
+            .unwrap_or(32),
         queue_capacity: args.queue_capacity.or(file.queue_capacity).unwrap_or(1024),
         instance_count: args.instances.or(file.instances).unwrap_or(cpus),
         backend: BackendOptions {
@@ -97,12 +106,27 @@ pub fn run(config: Option<&Path>, args: ServeArgs, up: bool) -> anyhow::Result<(
     };
     let options = ServerOptions {
         model_control: !args.no_model_control && file.model_control.unwrap_or(true),
-        http_body_limit: args.http_body_limit.or(file.http_body_limit).unwrap_or(256 << 20),
-        grpc_message_limit: args.grpc_message_limit.or(file.grpc_message_limit).unwrap_or(256 << 20),
+        http_body_limit: args
+            .http_body_limit
+            .or(file.http_body_limit)
+            .unwrap_or(256 << 20),
+        grpc_message_limit: args
+            .grpc_message_limit
+            .or(file.grpc_message_limit)
+            .unwrap_or(256 << 20),
     };
-    let http_addr = args.http_addr.or(file.http_addr).unwrap_or(([127, 0, 0, 1], 8080).into());
-    let grpc_addr = args.grpc_addr.or(file.grpc_addr).unwrap_or(([127, 0, 0, 1], 8081).into());
-    let sources = RepositorySources { roots, models: prebuilt };
+    let http_addr = args
+        .http_addr
+        .or(file.http_addr)
+        .unwrap_or(([127, 0, 0, 1], 8080).into());
+    let grpc_addr = args
+        .grpc_addr
+        .or(file.grpc_addr)
+        .unwrap_or(([127, 0, 0, 1], 8081).into());
+    let sources = RepositorySources {
+        roots,
+        models: prebuilt,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,8 +175,12 @@ async fn serve(
     tracing::info!("shutting down: finishing requests in flight");
     server.mark_ready(false);
     let _ = stop_tx.send(true);
-    http.await.context("HTTP server task")?.context("HTTP server")?;
-    grpc.await.context("gRPC server task")?.context("gRPC server")?;
+    http.await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
+    grpc.await
+        .context("gRPC server task")?
+        .context("gRPC server")?;
     Ok(())
 }
 
@@ -160,13 +188,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

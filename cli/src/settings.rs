@@ -60,7 +60,8 @@ impl FileSettings {
                 default
             }
         };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -75,7 +76,10 @@ mod tests {
             "[serve]\nhttp_addr = \"0.0.0.0:9000\"\nmodel_repository = [\"/models\"]\nintra_op_threads = 2\n",
         )
         .unwrap();
-        assert_eq!(settings.serve.http_addr, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(
+            settings.serve.http_addr,
+            Some("0.0.0.0:9000".parse().unwrap())
+        );
         assert_eq!(settings.serve.intra_op_threads, Some(2));
         assert!(toml::from_str::<FileSettings>("[serve]\nhttp_adr = \"x\"\n").is_err());
     }

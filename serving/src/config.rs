@@ -90,7 +90,9 @@ pub fn complete(
     backend: &dyn ModelBackend,
     defaults: &ModelDefaults,
 ) -> Result<(ModelConfig, ModelSettings)> {
-    let invalid = |msg: String| ServingError::Unavailable(format!("invalid configuration for '{name}': {msg}"));
+    let invalid = |msg: String| {
+        ServingError::Unavailable(format!("invalid configuration for '{name}': {msg}"))
+    };
     if config.name.is_empty() {
         config.name = name.to_string();
     } else if config.name != name {
@@ -145,8 +147,15 @@ pub fn complete(
         let configured = config.input.iter().find(|i| i.name == spec.name);
         let dims = match configured {
             Some(input) => {
-                check_tensor(&spec.name, spec.datatype, &dims, input.data_type, &input.dims, input.reshape.is_some())
-                    .map_err(invalid)?;
+                check_tensor(
+                    &spec.name,
+                    spec.datatype,
+                    &dims,
+                    input.data_type,
+                    &input.dims,
+                    input.reshape.is_some(),
+                )
+                .map_err(invalid)?;
                 input.dims.clone()
             }
             None => {
@@ -161,7 +170,11 @@ pub fn complete(
         };
         inputs.push(TensorSpec::new(spec.name.clone(), spec.datatype, dims));
     }
-    if let Some(extra) = config.input.iter().find(|i| natural.input(&i.name).is_none()) {
+    if let Some(extra) = config
+        .input
+        .iter()
+        .find(|i| natural.input(&i.name).is_none())
+    {
         return Err(invalid(format!("the model has no input '{}'", extra.name)));
     }
 
@@ -171,8 +184,15 @@ pub fn complete(
         let configured = config.output.iter().find(|o| o.name == spec.name);
         let dims = match configured {
             Some(output) => {
-                check_tensor(&spec.name, spec.datatype, &dims, output.data_type, &output.dims, output.reshape.is_some())
-                    .map_err(invalid)?;
+                check_tensor(
+                    &spec.name,
+                    spec.datatype,
+                    &dims,
+                    output.data_type,
+                    &output.dims,
+                    output.reshape.is_some(),
+                )
+                .map_err(invalid)?;
                 output.dims.clone()
             }
             None => {
@@ -187,7 +207,11 @@ pub fn complete(
         };
         outputs.push(TensorSpec::new(spec.name.clone(), spec.datatype, dims));
     }
-    if let Some(extra) = config.output.iter().find(|o| natural.output(&o.name).is_none()) {
+    if let Some(extra) = config
+        .output
+        .iter()
+        .find(|o| natural.output(&o.name).is_none())
+    {
         return Err(invalid(format!("the model has no output '{}'", extra.name)));
     }
 
@@ -209,14 +233,27 @@ pub fn complete(
         .unwrap_or(defaults.queue_capacity);
     let batching = BatchingPolicy {
         max_batch_size: if dynamic.is_some() { max_batch_size } else { 0 },
-        max_queue_delay: Duration::from_micros(dynamic.as_ref().map_or(0, |d| d.max_queue_delay_microseconds)),
+        max_queue_delay: Duration::from_micros(
+            dynamic
+                .as_ref()
+                .map_or(0, |d| d.max_queue_delay_microseconds),
+        ),
         preferred_batch_sizes: dynamic
             .as_ref()
-            .map(|d| d.preferred_batch_size.iter().map(|&p| p.max(0) as usize).collect())
+            .map(|d| {
+                d.preferred_batch_size
+                    .iter()
+                    .map(|&p| p.max(0) as usize)
+                    .collect()
+            })
             .unwrap_or_default(),
         queue_capacity,
     };
-    let configured_instances: i64 = config.instance_group.iter().map(|g| i64::from(g.count.max(1))).sum();
+    let configured_instances: i64 = config
+        .instance_group
+        .iter()
+        .map(|g| i64::from(g.count.max(1)))
+        .sum();
     let instance_count = if config.instance_group.is_empty() {
         defaults.instance_count.max(1)
     } else {
@@ -274,9 +311,10 @@ pub fn select_versions(policy: Option<&ModelVersionPolicy>, available: &[u64]) -
             .into_iter()
             .filter(|v| s.versions.iter().any(|&w| u64::try_from(w) == Ok(*v)))
             .collect(),
-        Some(model_version_policy::PolicyChoice::Latest(l)) => {
-            sorted.into_iter().take(l.num_versions.max(1) as usize).collect()
-        }
+        Some(model_version_policy::PolicyChoice::Latest(l)) => sorted
+            .into_iter()
+            .take(l.num_versions.max(1) as usize)
+            .collect(),
         None => sorted.into_iter().take(1).collect(),
     }
 }
@@ -313,14 +351,22 @@ mod tests {
 
     #[test]
     fn an_absent_config_is_completed_from_the_model() {
-        let (config, settings) =
-            complete(ModelConfig::default(), "mlp", &batchable(), &ModelDefaults::default()).unwrap();
+        let (config, settings) = complete(
+            ModelConfig::default(),
+            "mlp",
+            &batchable(),
+            &ModelDefaults::default(),
+        )
+        .unwrap();
         assert_eq!(config.name, "mlp");
         assert_eq!(config.platform, "onnxruntime_onnx");
         assert_eq!(config.max_batch_size, 32);
         assert_eq!(config.input[0].dims, vec![16]);
         assert_eq!(config.input[0].data_type, DataType::Fp32.config_value());
-        assert!(matches!(config.scheduling_choice, Some(model_config::SchedulingChoice::DynamicBatching(_))));
+        assert!(matches!(
+            config.scheduling_choice,
+            Some(model_config::SchedulingChoice::DynamicBatching(_))
+        ));
         assert_eq!(settings.signature.inputs[0].dims, vec![16]);
         assert_eq!(settings.batching.max_batch_size, 32);
         assert_eq!(settings.instance_count, 1);
@@ -339,10 +385,17 @@ mod tests {
         .unwrap();
         let options = backend_options(&config, &ModelDefaults::default()).unwrap();
         assert_eq!(options.intra_op_threads, 2);
-        let (config, settings) = complete(config, "mlp", &batchable(), &ModelDefaults::default()).unwrap();
-        assert_eq!(config.output[0].name, "OUTPUT0", "the missing output is filled in");
+        let (config, settings) =
+            complete(config, "mlp", &batchable(), &ModelDefaults::default()).unwrap();
+        assert_eq!(
+            config.output[0].name, "OUTPUT0",
+            "the missing output is filled in"
+        );
         assert_eq!(settings.max_batch_size, 8);
-        assert_eq!(settings.batching.max_queue_delay, Duration::from_micros(500));
+        assert_eq!(
+            settings.batching.max_queue_delay,
+            Duration::from_micros(500)
+        );
         assert_eq!(settings.batching.preferred_batch_sizes, vec![4]);
         assert_eq!(settings.batching.queue_capacity, 7);
         assert_eq!(settings.instance_count, 2);
@@ -350,11 +403,16 @@ mod tests {
 
     #[test]
     fn a_config_that_contradicts_the_model_is_refused() {
-        let wrong_type = parse_pbtxt(r#"input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] } ] max_batch_size: 4"#)
-            .unwrap();
+        let wrong_type = parse_pbtxt(
+            r#"input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] } ] max_batch_size: 4"#,
+        )
+        .unwrap();
         let err = complete(wrong_type, "mlp", &batchable(), &ModelDefaults::default()).unwrap_err();
         assert!(err.to_string().contains("INPUT0"), "{err}");
-        let wrong_name = parse_pbtxt(r#"input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ] max_batch_size: 4"#).unwrap();
+        let wrong_name = parse_pbtxt(
+            r#"input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ] max_batch_size: 4"#,
+        )
+        .unwrap();
         assert!(complete(wrong_name, "mlp", &batchable(), &ModelDefaults::default()).is_err());
         let other_dir = parse_pbtxt(r#"name: "other""#).unwrap();
         assert!(complete(other_dir, "mlp", &batchable(), &ModelDefaults::default()).is_err());
@@ -364,8 +422,17 @@ mod tests {
         });
         let batching = parse_pbtxt("max_batch_size: 8").unwrap();
         assert!(complete(batching, "m", &fixed, &ModelDefaults::default()).is_err());
-        let (_, settings) = complete(ModelConfig::default(), "m", &fixed, &ModelDefaults::default()).unwrap();
-        assert_eq!(settings.max_batch_size, 0, "a fixed-shape model does not batch");
+        let (_, settings) = complete(
+            ModelConfig::default(),
+            "m",
+            &fixed,
+            &ModelDefaults::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.max_batch_size, 0,
+            "a fixed-shape model does not batch"
+        );
         assert_eq!(settings.signature.inputs[0].dims, vec![1, 16]);
     }
 
@@ -374,10 +441,19 @@ mod tests {
         let available = [1, 3, 2, 10];
         assert_eq!(select_versions(None, &available), vec![10]);
         let all = parse_pbtxt("version_policy: { all { } }").unwrap();
-        assert_eq!(select_versions(all.version_policy.as_ref(), &available), vec![10, 3, 2, 1]);
+        assert_eq!(
+            select_versions(all.version_policy.as_ref(), &available),
+            vec![10, 3, 2, 1]
+        );
         let latest = parse_pbtxt("version_policy: { latest { num_versions: 2 } }").unwrap();
-        assert_eq!(select_versions(latest.version_policy.as_ref(), &available), vec![10, 3]);
+        assert_eq!(
+            select_versions(latest.version_policy.as_ref(), &available),
+            vec![10, 3]
+        );
         let specific = parse_pbtxt("version_policy: { specific { versions: [1, 3, 7] } }").unwrap();
-        assert_eq!(select_versions(specific.version_policy.as_ref(), &available), vec![3, 1]);
+        assert_eq!(
+            select_versions(specific.version_policy.as_ref(), &available),
+            vec![3, 1]
+        );
     }
 }

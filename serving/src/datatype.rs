@@ -111,7 +111,9 @@ impl DataType {
 
     /// The datatype for a Triton model-configuration enum value; `None` for `TYPE_INVALID` or unknown values.
     pub fn from_config_value(value: i32) -> Option<DataType> {
-        DataType::ALL.into_iter().find(|d| d.config_value() == value)
+        DataType::ALL
+            .into_iter()
+            .find(|d| d.config_value() == value)
     }
 
     /// The ONNX Runtime element type.

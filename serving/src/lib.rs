@@ -17,6 +17,7 @@ pub mod server;
 pub mod signature;
 pub mod stats;
 pub mod tensor;
+pub mod trace;
 
 pub use datatype::DataType;
 pub use error::{Result, ServingError};

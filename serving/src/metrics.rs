@@ -38,29 +38,50 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounterVec::new(Opts::new(name, help), LABELS).expect("valid counter");
-            registry.register(Box::new(c.clone())).expect("unique counter");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique counter");
             c
         };
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), LABELS)
-                .expect("valid histogram");
-            registry.register(Box::new(h.clone())).expect("unique histogram");
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                LABELS,
+            )
+            .expect("valid histogram");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique histogram");
             h
         };
         let queue_depth = IntGaugeVec::new(
-            Opts::new("cerulean_inference_queue_depth", "Requests waiting in the model's queue"),
+            Opts::new(
+                "cerulean_inference_queue_depth",
+                "Requests waiting in the model's queue",
+            ),
             LABELS,
         )
         .expect("valid gauge");
-        registry.register(Box::new(queue_depth.clone())).expect("unique gauge");
+        registry
+            .register(Box::new(queue_depth.clone()))
+            .expect("unique gauge");
         Metrics {
-            request_success: counter("cerulean_inference_request_success_total", "Successful inference requests"),
-            request_failure: counter("cerulean_inference_request_failure_total", "Failed inference requests"),
+            request_success: counter(
+                "cerulean_inference_request_success_total",
+                "Successful inference requests",
+            ),
+            request_failure: counter(
+                "cerulean_inference_request_failure_total",
+                "Failed inference requests",
+            ),
             inference_count: counter(
                 "cerulean_inference_count_total",
                 "Inferences performed (a batch of n requests counts n)",
             ),
-            execution_count: counter("cerulean_inference_exec_count_total", "Backend executions (batches)"),
+            execution_count: counter(
+                "cerulean_inference_exec_count_total",
+                "Backend executions (batches)",
+            ),
             request_duration: histogram(
                 "cerulean_inference_request_duration_seconds",
                 "End-to-end request time inside the server",
@@ -76,7 +97,11 @@ impl Metrics {
                 "Time a backend spends on one execution",
                 LATENCY_BUCKETS,
             ),
-            batch_size: histogram("cerulean_inference_batch_size", "Rows per backend execution", BATCH_BUCKETS),
+            batch_size: histogram(
+                "cerulean_inference_batch_size",
+                "Rows per backend execution",
+                BATCH_BUCKETS,
+            ),
             queue_depth,
             registry,
         }
@@ -185,9 +210,18 @@ mod tests {
         m.record_queue(Duration::from_micros(300));
         m.set_queue_depth(3);
         let text = metrics.render();
-        assert!(text.contains(r#"cerulean_inference_request_success_total{model="mlp",version="1"} 1"#), "{text}");
-        assert!(text.contains(r#"cerulean_inference_request_failure_total{model="mlp",version="1"} 1"#));
-        assert!(text.contains(r#"cerulean_inference_batch_size_bucket{model="mlp",version="1",le="8"} 1"#));
+        assert!(
+            text.contains(r#"cerulean_inference_request_success_total{model="mlp",version="1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cerulean_inference_request_failure_total{model="mlp",version="1"} 1"#)
+        );
+        assert!(
+            text.contains(
+                r#"cerulean_inference_batch_size_bucket{model="mlp",version="1",le="8"} 1"#
+            )
+        );
         assert!(text.contains("# TYPE cerulean_inference_queue_duration_seconds histogram"));
         assert!(text.contains(r#"cerulean_inference_queue_depth{model="mlp",version="1"} 3"#));
         metrics.remove_model("mlp", "1");

@@ -63,7 +63,8 @@ impl LoadedModel {
         };
         let options = config::backend_options(config, defaults)?;
         let model_backend = backend::load(format, &version_dir.join(file), &options)?;
-        let (config, settings) = config::complete(config.clone(), name, model_backend.as_ref(), defaults)?;
+        let (config, settings) =
+            config::complete(config.clone(), name, model_backend.as_ref(), defaults)?;
         let instances = (0..settings.instance_count)
             .map(|_| model_backend.create_instance())
             .collect::<Result<Vec<_>>>()?;
@@ -150,7 +151,9 @@ impl LoadedModel {
 
     fn full_shape(&self, spec: &TensorSpec) -> Vec<i64> {
         if self.settings.max_batch_size > 0 {
-            std::iter::once(-1).chain(spec.dims.iter().copied()).collect()
+            std::iter::once(-1)
+                .chain(spec.dims.iter().copied())
+                .collect()
         } else {
             spec.dims.clone()
         }
@@ -177,12 +180,15 @@ impl LoadedModel {
             enqueued: Instant::now(),
             reply,
         })?;
-        let output = receiver
-            .await
-            .map_err(|_| ServingError::Unavailable("the model stopped before answering".to_string()))??;
+        let output = receiver.await.map_err(|_| {
+            ServingError::Unavailable("the model stopped before answering".to_string())
+        })??;
         let mut outputs: Vec<Option<Tensor>> = output.outputs.into_iter().map(Some).collect();
         let outputs = match selected {
-            Some(indices) => indices.into_iter().filter_map(|i| outputs[i].take()).collect(),
+            Some(indices) => indices
+                .into_iter()
+                .filter_map(|i| outputs[i].take())
+                .collect(),
             None => outputs.into_iter().flatten().collect(),
         };
         Ok(InferResponse {
@@ -285,7 +291,10 @@ impl LoadedModel {
     }
 
     /// The output indices asked for, in the order asked; `None` for all.
-    fn select_outputs(&self, requested: &[crate::inference::RequestedOutput]) -> Result<Option<Vec<usize>>> {
+    fn select_outputs(
+        &self,
+        requested: &[crate::inference::RequestedOutput],
+    ) -> Result<Option<Vec<usize>>> {
         if requested.is_empty() {
             return Ok(None);
         }

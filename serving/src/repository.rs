@@ -76,7 +76,11 @@ pub struct ModelRepository {
 
 impl ModelRepository {
     /// A repository over `sources`; nothing is loaded until [`ModelRepository::load_all`].
-    pub fn new(sources: RepositorySources, defaults: ModelDefaults, metrics: Metrics) -> ModelRepository {
+    pub fn new(
+        sources: RepositorySources,
+        defaults: ModelDefaults,
+        metrics: Metrics,
+    ) -> ModelRepository {
         ModelRepository {
             sources,
             defaults,
@@ -101,7 +105,8 @@ impl ModelRepository {
             };
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+                else {
                     continue;
                 };
                 if path.is_dir() && !name.starts_with('.') {
@@ -128,18 +133,21 @@ impl ModelRepository {
     /// once all are ready; if the load fails, the versions already serving keep serving.
     pub async fn load(&self, name: &str, config_override: Option<ModelConfig>) -> Result<()> {
         let _guard = self.control.lock().await;
-        let dir = self
-            .discover()
-            .remove(name)
-            .ok_or_else(|| ServingError::NotFound(format!("model '{name}' is not in the model repository")))?;
+        let dir = self.discover().remove(name).ok_or_else(|| {
+            ServingError::NotFound(format!("model '{name}' is not in the model repository"))
+        })?;
         let defaults = self.defaults.clone();
         let metrics = self.metrics.clone();
         let model = name.to_string();
-        let loaded = tokio::task::spawn_blocking(move || load_model(&model, &dir, config_override, &defaults, &metrics))
-            .await
-            .map_err(|e| ServingError::Internal(format!("model loading stopped: {e}")))?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_model(&model, &dir, config_override, &defaults, &metrics)
+        })
+        .await
+        .map_err(|e| ServingError::Internal(format!("model loading stopped: {e}")))?;
         let mut models = self.models.write();
-        let serving_before = models.get(name).is_some_and(|s| s.ready_versions().next().is_some());
+        let serving_before = models
+            .get(name)
+            .is_some_and(|s| s.ready_versions().next().is_some());
         match loaded {
             Ok(state) => {
                 let failures: Vec<String> = state
@@ -179,7 +187,9 @@ impl ModelRepository {
                         },
                     );
                 }
-                Err(ServingError::BadRequest(format!("failed to load '{name}': {err}")))
+                Err(ServingError::BadRequest(format!(
+                    "failed to load '{name}': {err}"
+                )))
             }
         }
     }
@@ -190,7 +200,9 @@ impl ModelRepository {
         let mut models = self.models.write();
         let known = models.contains_key(name) || self.discover().contains_key(name);
         if !known {
-            return Err(ServingError::NotFound(format!("model '{name}' is not in the model repository")));
+            return Err(ServingError::NotFound(format!(
+                "model '{name}' is not in the model repository"
+            )));
         }
         let previous = models.insert(
             name.to_string(),
@@ -210,7 +222,11 @@ impl ModelRepository {
 
     fn forget_metrics(&self, name: &str, previous: Option<&ModelState>, next: &ModelState) {
         if let Some(previous) = previous {
-            for version in previous.versions.keys().filter(|v| !next.versions.contains_key(v)) {
+            for version in previous
+                .versions
+                .keys()
+                .filter(|v| !next.versions.contains_key(v))
+            {
                 self.metrics.remove_model(name, &version.to_string());
             }
         }
@@ -219,9 +235,9 @@ impl ModelRepository {
     /// The model version a request names: the given version, or the highest ready one.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>> {
         let models = self.models.read();
-        let state = models
-            .get(name)
-            .ok_or_else(|| ServingError::NotFound(format!("Request for unknown model: '{name}' is not found")))?;
+        let state = models.get(name).ok_or_else(|| {
+            ServingError::NotFound(format!("Request for unknown model: '{name}' is not found"))
+        })?;
         match parse_version(version)? {
             Some(v) => match state.versions.get(&v) {
                 Some(VersionState::Ready(model)) => Ok(model.clone()),
@@ -232,12 +248,20 @@ impl ModelRepository {
                     "Request for unknown model: '{name}' version {v} is not found"
                 ))),
             },
-            None => state.ready_versions().next_back().map(|(_, m)| m.clone()).ok_or_else(|| {
-                ServingError::Unavailable(format!(
-                    "model '{name}' has no ready version{}",
-                    state.problem.as_ref().map(|p| format!(": {p}")).unwrap_or_default()
-                ))
-            }),
+            None => state
+                .ready_versions()
+                .next_back()
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| {
+                    ServingError::Unavailable(format!(
+                        "model '{name}' has no ready version{}",
+                        state
+                            .problem
+                            .as_ref()
+                            .map(|p| format!(": {p}"))
+                            .unwrap_or_default()
+                    ))
+                }),
         }
     }
 
@@ -260,7 +284,11 @@ impl ModelRepository {
         self.models
             .read()
             .values()
-            .flat_map(|s| s.ready_versions().map(|(_, m)| m.clone()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.ready_versions()
+                    .map(|(_, m)| m.clone())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -289,7 +317,9 @@ impl ModelRepository {
                 Some(state) => {
                     for (v, s) in &state.versions {
                         match s {
-                            VersionState::Ready(_) => index.push(entry(v.to_string(), "READY", String::new())),
+                            VersionState::Ready(_) => {
+                                index.push(entry(v.to_string(), "READY", String::new()))
+                            }
                             VersionState::Unavailable(reason) => {
                                 index.push(entry(v.to_string(), "UNAVAILABLE", reason.clone()))
                             }
@@ -363,7 +393,10 @@ fn read_config(dir: &Path) -> Result<ModelConfig> {
         Ok(text) => model_config::parse_pbtxt(&text)
             .map_err(|e| ServingError::Unavailable(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelConfig::default()),
-        Err(e) => Err(ServingError::Unavailable(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(ServingError::Unavailable(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -403,22 +436,46 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             write_mlp(&dir, false);
         }
-        std::fs::write(root.path().join("mlp/config.pbtxt"), "version_policy: { all { } }").unwrap();
+        std::fs::write(
+            root.path().join("mlp/config.pbtxt"),
+            "version_policy: { all { } }",
+        )
+        .unwrap();
         let broken = root.path().join("broken/1");
         std::fs::create_dir_all(&broken).unwrap();
         std::fs::write(broken.join("model.safetensors"), b"not safetensors").unwrap();
         std::fs::write(broken.join("model.json"), b"{}").unwrap();
         std::fs::create_dir_all(root.path().join("badconfig/1")).unwrap();
-        std::fs::write(root.path().join("badconfig/config.pbtxt"), "max_batch_size: \"eight\"").unwrap();
+        std::fs::write(
+            root.path().join("badconfig/config.pbtxt"),
+            "max_batch_size: \"eight\"",
+        )
+        .unwrap();
 
         let repo = repository(root.path());
         repo.load_all().await;
-        assert_eq!(repo.get("mlp", None).unwrap().version(), 2, "unversioned means the highest");
+        assert_eq!(
+            repo.get("mlp", None).unwrap().version(),
+            2,
+            "unversioned means the highest"
+        );
         assert_eq!(repo.get("mlp", Some("1")).unwrap().version(), 1);
-        assert!(matches!(repo.get("mlp", Some("3")), Err(ServingError::NotFound(_))));
-        assert!(matches!(repo.get("mlp", Some("x")), Err(ServingError::BadRequest(_))));
-        assert!(matches!(repo.get("nope", None), Err(ServingError::NotFound(_))));
-        assert!(matches!(repo.get("broken", None), Err(ServingError::Unavailable(_))));
+        assert!(matches!(
+            repo.get("mlp", Some("3")),
+            Err(ServingError::NotFound(_))
+        ));
+        assert!(matches!(
+            repo.get("mlp", Some("x")),
+            Err(ServingError::BadRequest(_))
+        ));
+        assert!(matches!(
+            repo.get("nope", None),
+            Err(ServingError::NotFound(_))
+        ));
+        assert!(matches!(
+            repo.get("broken", None),
+            Err(ServingError::Unavailable(_))
+        ));
         assert!(!repo.is_ready("badconfig", None));
 
         let index = repo.index(false);
@@ -441,11 +498,21 @@ mod tests {
         let held = repo.get("mlp", None).unwrap();
         repo.unload("mlp").await.unwrap();
         assert!(!repo.is_ready("mlp", None));
-        assert_eq!(held.version(), 1, "a request holding the model keeps it alive");
+        assert_eq!(
+            held.version(),
+            1,
+            "a request holding the model keeps it alive"
+        );
         repo.load("mlp", None).await.unwrap();
         assert!(repo.is_ready("mlp", None));
-        assert!(matches!(repo.unload("ghost").await, Err(ServingError::NotFound(_))));
-        assert!(matches!(repo.load("ghost", None).await, Err(ServingError::NotFound(_))));
+        assert!(matches!(
+            repo.unload("ghost").await,
+            Err(ServingError::NotFound(_))
+        ));
+        assert!(matches!(
+            repo.load("ghost", None).await,
+            Err(ServingError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

@@ -108,7 +108,9 @@ impl Scheduler {
                 std::thread::Builder::new()
                     .name(format!("{label}#{i}"))
                     .spawn(move || worker.run())
-                    .map_err(|e| ServingError::Internal(format!("cannot start a worker thread: {e}")))
+                    .map_err(|e| {
+                        ServingError::Internal(format!("cannot start a worker thread: {e}"))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Scheduler { sender, workers })
@@ -122,9 +124,9 @@ impl Scheduler {
                 "the model's queue is full ({} requests waiting)",
                 self.sender.len()
             ))),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(ServingError::Unavailable("the model is being unloaded".to_string()))
-            }
+            Err(TrySendError::Disconnected(_)) => Err(ServingError::Unavailable(
+                "the model is being unloaded".to_string(),
+            )),
         }
     }
 
@@ -247,14 +249,18 @@ impl Worker {
             compute_output: output_start.elapsed(),
         };
         self.stats.record_execution(rows as u64, times);
-        self.metrics.record_execution(rows as u64, compute_input + compute_infer);
+        self.metrics
+            .record_execution(rows as u64, compute_input + compute_infer);
         match split {
             Ok(per_job) => {
                 for (job, outputs) in batch.into_iter().zip(per_job) {
                     let queue_time = started.saturating_duration_since(job.enqueued);
                     self.stats.record_request_compute(queue_time, times);
                     self.metrics.record_queue(queue_time);
-                    let _ = job.reply.send(Ok(JobOutput { outputs, queue_time }));
+                    let _ = job.reply.send(Ok(JobOutput {
+                        outputs,
+                        queue_time,
+                    }));
                 }
             }
             Err(err) => {
@@ -269,7 +275,10 @@ impl Worker {
 /// Splits each batched output along its first dimension, in the batch's row order.
 fn split_outputs(outputs: Vec<Tensor>, batch: &[Job]) -> Result<Vec<Vec<Tensor>>> {
     let total_rows: usize = batch.iter().map(|j| j.rows).sum();
-    let mut per_job: Vec<Vec<Tensor>> = batch.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+    let mut per_job: Vec<Vec<Tensor>> = batch
+        .iter()
+        .map(|_| Vec::with_capacity(outputs.len()))
+        .collect();
     for output in outputs {
         if output.shape.first().copied() != Some(total_rows as i64) {
             return Err(ServingError::Internal(format!(
@@ -309,7 +318,10 @@ fn row_offsets(output: &Tensor, rows: usize) -> Result<Vec<usize>> {
             for _ in 0..rows {
                 for _ in 0..per_row {
                     let item = elements.next().ok_or_else(|| {
-                        ServingError::Internal(format!("output '{}' holds fewer elements than its shape", output.name))
+                        ServingError::Internal(format!(
+                            "output '{}' holds fewer elements than its shape",
+                            output.name
+                        ))
                     })?;
                     position += 4 + item.len();
                 }
@@ -339,7 +351,10 @@ mod tests {
         fn execute(&mut self, inputs: &[BatchInput<'_>]) -> Result<Vec<Tensor>> {
             std::thread::sleep(self.delay);
             let input = &inputs[0];
-            self.executions.lock().unwrap().push(input.shape[0] as usize);
+            self.executions
+                .lock()
+                .unwrap()
+                .push(input.shape[0] as usize);
             let mut data = vec![0u8; input.byte_len()];
             input.copy_into(&mut data);
             let doubled: Vec<u8> = data
@@ -394,7 +409,11 @@ mod tests {
     }
 
     fn values(tensor: &Tensor) -> Vec<f32> {
-        tensor.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        tensor
+            .data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 
     #[test]
@@ -416,7 +435,10 @@ mod tests {
         for (i, rx) in receivers.into_iter().enumerate() {
             let out = rx.blocking_recv().unwrap().unwrap();
             assert_eq!(out.outputs[0].shape, vec![1, 2]);
-            assert_eq!(values(&out.outputs[0]), vec![2.0 * i as f32, -2.0 * i as f32]);
+            assert_eq!(
+                values(&out.outputs[0]),
+                vec![2.0 * i as f32, -2.0 * i as f32]
+            );
         }
         assert_eq!(*executions.lock().unwrap(), vec![8], "one full batch of 8");
     }
@@ -467,8 +489,15 @@ mod tests {
         let (last, last_rx) = job([5.0, 6.0]);
         scheduler.submit(last).unwrap();
         assert!(first_rx.blocking_recv().unwrap().is_ok());
-        assert_eq!(values(&last_rx.blocking_recv().unwrap().unwrap().outputs[0]), vec![10.0, 12.0]);
-        assert_eq!(executions.lock().unwrap().len(), 2, "the three cancelled jobs never ran");
+        assert_eq!(
+            values(&last_rx.blocking_recv().unwrap().unwrap().outputs[0]),
+            vec![10.0, 12.0]
+        );
+        assert_eq!(
+            executions.lock().unwrap().len(),
+            2,
+            "the three cancelled jobs never ran"
+        );
     }
 
     #[test]

@@ -138,13 +138,22 @@ impl InferenceServer {
     }
 
     /// Runs an inference.
-    pub async fn infer(&self, name: &str, version: Option<&str>, request: InferRequest) -> Result<InferResponse> {
+    pub async fn infer(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        request: InferRequest,
+    ) -> Result<InferResponse> {
         let model = self.model(name, version)?;
         model.infer(request).await
     }
 
     /// Statistics for every ready version, or for one model (and version).
-    pub fn statistics(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<ModelStatistics>> {
+    pub fn statistics(
+        &self,
+        name: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Vec<ModelStatistics>> {
         let models = match name {
             None | Some("") => self.repository.loaded(),
             Some(name) => match version {
@@ -195,7 +204,8 @@ impl InferenceServer {
             Ok(())
         } else {
             Err(ServingError::Unsupported(
-                "model control is disabled on this server (started with --no-model-control)".to_string(),
+                "model control is disabled on this server (started with --no-model-control)"
+                    .to_string(),
             ))
         }
     }

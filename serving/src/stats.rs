@@ -18,7 +18,8 @@ impl DurationStat {
     /// Adds one occurrence that took `elapsed`.
     pub fn record(&self, elapsed: Duration) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.ns.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// The current count and nanoseconds.
@@ -77,7 +78,8 @@ impl ModelStats {
     /// Records one execution of `batch_size` rows.
     pub fn record_execution(&self, batch_size: u64, times: ExecutionTimes) {
         self.execution_count.fetch_add(1, Ordering::Relaxed);
-        self.inference_count.fetch_add(batch_size, Ordering::Relaxed);
+        self.inference_count
+            .fetch_add(batch_size, Ordering::Relaxed);
         let mut batches = self.batches.lock();
         let totals = batches.entry(batch_size).or_default();
         totals.count += 1;
@@ -126,9 +128,18 @@ impl ModelStats {
                 .iter()
                 .map(|(&batch_size, t)| BatchSnapshot {
                     batch_size,
-                    compute_input: DurationSnapshot { count: t.count, ns: t.input_ns },
-                    compute_infer: DurationSnapshot { count: t.count, ns: t.infer_ns },
-                    compute_output: DurationSnapshot { count: t.count, ns: t.output_ns },
+                    compute_input: DurationSnapshot {
+                        count: t.count,
+                        ns: t.input_ns,
+                    },
+                    compute_infer: DurationSnapshot {
+                        count: t.count,
+                        ns: t.infer_ns,
+                    },
+                    compute_output: DurationSnapshot {
+                        count: t.count,
+                        ns: t.output_ns,
+                    },
                 })
                 .collect(),
         }
@@ -192,11 +203,23 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.inference_count, 9);
         assert_eq!(snap.execution_count, 3);
-        assert_eq!(snap.success, DurationSnapshot { count: 1, ns: 10_000 });
+        assert_eq!(
+            snap.success,
+            DurationSnapshot {
+                count: 1,
+                ns: 10_000
+            }
+        );
         assert_eq!(snap.fail.count, 1);
         assert_eq!(snap.batches.len(), 2);
         assert_eq!(snap.batches[1].batch_size, 4);
-        assert_eq!(snap.batches[1].compute_infer, DurationSnapshot { count: 2, ns: 10_000 });
+        assert_eq!(
+            snap.batches[1].compute_infer,
+            DurationSnapshot {
+                count: 2,
+                ns: 10_000
+            }
+        );
         assert!(snap.last_inference > 0);
     }
 }

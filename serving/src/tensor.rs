@@ -25,7 +25,12 @@ pub struct Tensor {
 
 impl Tensor {
     /// Builds a tensor and checks that `data` holds exactly the elements `shape` describes.
-    pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>, data: Bytes) -> Result<Tensor> {
+    pub fn new(
+        name: impl Into<String>,
+        datatype: DataType,
+        shape: Vec<i64>,
+        data: Bytes,
+    ) -> Result<Tensor> {
         let tensor = Tensor {
             name: name.into(),
             datatype,
@@ -47,7 +52,10 @@ impl Tensor {
         match self.datatype.element_size() {
             Some(size) => {
                 let expected = count.checked_mul(size).ok_or_else(|| {
-                    ServingError::tensor(&self.name, "shape describes more bytes than can be addressed")
+                    ServingError::tensor(
+                        &self.name,
+                        "shape describes more bytes than can be addressed",
+                    )
                 })?;
                 if self.data.len() != expected {
                     return Err(ServingError::tensor(
@@ -87,8 +95,9 @@ impl Tensor {
 /// The number of elements in `shape`, refusing negative dimensions and overflow.
 pub fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
     shape.iter().try_fold(1usize, |acc, &dim| {
-        let dim = usize::try_from(dim)
-            .map_err(|_| ServingError::tensor(name, format!("negative dimension in shape {shape:?}")))?;
+        let dim = usize::try_from(dim).map_err(|_| {
+            ServingError::tensor(name, format!("negative dimension in shape {shape:?}"))
+        })?;
         acc.checked_mul(dim)
             .ok_or_else(|| ServingError::tensor(name, format!("shape {shape:?} is too large")))
     })
@@ -150,7 +159,8 @@ impl<'a> Iterator for BytesElements<'a> {
         if self.rest.len() < 4 {
             return None;
         }
-        let len = u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let len =
+            u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
         let end = (4 + len).min(self.rest.len());
         let item = &self.rest[4..end];
         self.rest = &self.rest[end..];
@@ -166,7 +176,8 @@ mod tests {
     fn fixed_size_contents_must_match_shape() {
         let ok = Tensor::new("x", DataType::Fp32, vec![2, 2], Bytes::from(vec![0u8; 16]));
         assert!(ok.is_ok());
-        let err = Tensor::new("x", DataType::Fp32, vec![2, 2], Bytes::from(vec![0u8; 12])).unwrap_err();
+        let err =
+            Tensor::new("x", DataType::Fp32, vec![2, 2], Bytes::from(vec![0u8; 12])).unwrap_err();
         assert!(err.to_string().contains("'x'"), "{err}");
         assert!(err.to_string().contains("16 bytes"), "{err}");
     }

@@ -116,8 +116,9 @@ pub enum Preprocessing {
 impl ModelSpec {
     /// Reads and checks a `model.json`.
     pub fn read(path: &Path) -> Result<ModelSpec> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ServingError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ServingError::Unavailable(format!("cannot read {}: {e}", path.display()))
+        })?;
         let spec: ModelSpec = serde_json::from_str(&text)
             .map_err(|e| ServingError::Unavailable(format!("invalid {}: {e}", path.display())))?;
         spec.check()?;
@@ -127,10 +128,9 @@ impl ModelSpec {
     /// The model's signature.
     pub fn signature(&self) -> Result<Signature> {
         let convert = |t: &TensorSpecJson| -> Result<TensorSpec> {
-            let datatype = t
-                .datatype
-                .parse::<DataType>()
-                .map_err(|e| ServingError::Unavailable(format!("model.json tensor '{}': {e}", t.name)))?;
+            let datatype = t.datatype.parse::<DataType>().map_err(|e| {
+                ServingError::Unavailable(format!("model.json tensor '{}': {e}", t.name))
+            })?;
             Ok(TensorSpec::new(t.name.clone(), datatype, t.shape.clone()))
         };
         Ok(Signature {
@@ -142,11 +142,16 @@ impl ModelSpec {
     fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(ServingError::Unavailable(format!("model.json: {msg}")));
         let Architecture::Mlp {
-            input_dim, output_dim, ..
+            input_dim,
+            output_dim,
+            ..
         } = &self.architecture;
         let signature = self.signature()?;
         let [input] = signature.inputs.as_slice() else {
-            return bad(format!("an MLP takes exactly one input, {} given", signature.inputs.len()));
+            return bad(format!(
+                "an MLP takes exactly one input, {} given",
+                signature.inputs.len()
+            ));
         };
         if input.datatype != DataType::Fp32 || input.dims != [-1, *input_dim as i64] {
             return bad(format!(
@@ -180,7 +185,9 @@ impl ModelSpec {
         if let Preprocessing::Standardize { mean, std } = &self.preprocessing
             && (mean.len() != *input_dim || std.len() != *input_dim)
         {
-            return bad(format!("standardization needs {input_dim} means and standard deviations"));
+            return bad(format!(
+                "standardization needs {input_dim} means and standard deviations"
+            ));
         }
         Ok(())
     }
@@ -210,12 +217,19 @@ impl CandleModel {
     }
 
     fn build_network(&self) -> Result<Mlp> {
-        let data = std::fs::read(&self.weights)
-            .map_err(|e| ServingError::Unavailable(format!("cannot read {}: {e}", self.weights.display())))?;
-        let vb = VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu)
-            .map_err(|e| ServingError::Unavailable(format!("invalid {}: {e}", self.weights.display())))?;
-        Mlp::new(&self.spec, vb)
-            .map_err(|e| ServingError::Unavailable(format!("{} does not match model.json: {e}", self.weights.display())))
+        let data = std::fs::read(&self.weights).map_err(|e| {
+            ServingError::Unavailable(format!("cannot read {}: {e}", self.weights.display()))
+        })?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu).map_err(|e| {
+                ServingError::Unavailable(format!("invalid {}: {e}", self.weights.display()))
+            })?;
+        Mlp::new(&self.spec, vb).map_err(|e| {
+            ServingError::Unavailable(format!(
+                "{} does not match model.json: {e}",
+                self.weights.display()
+            ))
+        })
     }
 }
 
@@ -326,8 +340,9 @@ impl BackendInstance for CandleInstance {
             }
         }
         let compute = |e: candle_core::Error| ServingError::Internal(format!("candle failed: {e}"));
-        let x = candle_core::Tensor::from_vec(features, (rows, self.network.input_dim), &Device::Cpu)
-            .map_err(compute)?;
+        let x =
+            candle_core::Tensor::from_vec(features, (rows, self.network.input_dim), &Device::Cpu)
+                .map_err(compute)?;
         let scores: Vec<f32> = self
             .network
             .forward(&x)
@@ -340,7 +355,9 @@ impl BackendInstance for CandleInstance {
             .map(|row| {
                 row.iter()
                     .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                        if v > best.1 { (i, v) } else { best }
+                    })
                     .0
             })
             .collect();
@@ -355,7 +372,12 @@ impl BackendInstance for CandleInstance {
                     ),
                     DataType::Int64 => (
                         vec![rows as i64, 1],
-                        Bytes::from(argmax.iter().flat_map(|&i| (i as i64).to_le_bytes()).collect::<Vec<u8>>()),
+                        Bytes::from(
+                            argmax
+                                .iter()
+                                .flat_map(|&i| (i as i64).to_le_bytes())
+                                .collect::<Vec<u8>>(),
+                        ),
                     ),
                     _ => {
                         let mut buf = Vec::new();
@@ -386,11 +408,23 @@ pub(crate) mod tests {
         let device = Device::Cpu;
         let mut tensors = HashMap::new();
         let w0: Vec<f32> = (0..12).map(|i| (i as f32 - 6.0) / 10.0).collect();
-        tensors.insert("layers.0.weight".to_string(), candle_core::Tensor::from_vec(w0, (4, 3), &device).unwrap());
-        tensors.insert("layers.0.bias".to_string(), candle_core::Tensor::from_vec(vec![0.1f32, -0.1, 0.2, 0.0], 4, &device).unwrap());
+        tensors.insert(
+            "layers.0.weight".to_string(),
+            candle_core::Tensor::from_vec(w0, (4, 3), &device).unwrap(),
+        );
+        tensors.insert(
+            "layers.0.bias".to_string(),
+            candle_core::Tensor::from_vec(vec![0.1f32, -0.1, 0.2, 0.0], 4, &device).unwrap(),
+        );
         let w1: Vec<f32> = (0..8).map(|i| (i as f32 - 3.0) / 5.0).collect();
-        tensors.insert("layers.1.weight".to_string(), candle_core::Tensor::from_vec(w1, (2, 4), &device).unwrap());
-        tensors.insert("layers.1.bias".to_string(), candle_core::Tensor::from_vec(vec![0.5f32, -0.5], 2, &device).unwrap());
+        tensors.insert(
+            "layers.1.weight".to_string(),
+            candle_core::Tensor::from_vec(w1, (2, 4), &device).unwrap(),
+        );
+        tensors.insert(
+            "layers.1.bias".to_string(),
+            candle_core::Tensor::from_vec(vec![0.5f32, -0.5], 2, &device).unwrap(),
+        );
         let weights = dir.join("model.safetensors");
         candle_core::safetensors::save(&tensors, &weights).unwrap();
         let mut outputs = vec![TensorSpecJson {
@@ -420,9 +454,17 @@ pub(crate) mod tests {
             }],
             outputs,
             preprocessing: Preprocessing::None,
-            labels: if labels { vec!["no".into(), "yes".into()] } else { vec![] },
+            labels: if labels {
+                vec!["no".into(), "yes".into()]
+            } else {
+                vec![]
+            },
         };
-        std::fs::write(dir.join(SPEC_FILE), serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+        std::fs::write(
+            dir.join(SPEC_FILE),
+            serde_json::to_string_pretty(&spec).unwrap(),
+        )
+        .unwrap();
         weights
     }
 
@@ -458,11 +500,18 @@ pub(crate) mod tests {
             }])
             .unwrap();
         assert_eq!(out[0].shape, vec![2, 2]);
-        let scores: Vec<f32> = out[0].data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let scores: Vec<f32> = out[0]
+            .data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         for (r, row) in rows.iter().enumerate() {
             let want = reference(*row);
             for c in 0..2 {
-                assert!((scores[r * 2 + c] - want[c]).abs() < 1e-5, "{scores:?} vs {want:?}");
+                assert!(
+                    (scores[r * 2 + c] - want[c]).abs() < 1e-5,
+                    "{scores:?} vs {want:?}"
+                );
             }
         }
         let labels: Vec<&[u8]> = out[1].bytes_elements().collect();
@@ -485,7 +534,11 @@ pub(crate) mod tests {
             activation: Activation::Relu,
             output_activation: OutputActivation::None,
         };
-        std::fs::write(dir.path().join(SPEC_FILE), serde_json::to_string(&spec).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join(SPEC_FILE),
+            serde_json::to_string(&spec).unwrap(),
+        )
+        .unwrap();
         let err = CandleModel::load(&weights).err().unwrap();
         assert!(matches!(err, ServingError::Unavailable(_)), "{err}");
     }

@@ -116,7 +116,11 @@ impl ModelFormat {
 }
 
 /// Loads the model file at `path` with the backend for `format`.
-pub fn load(format: ModelFormat, path: &Path, options: &BackendOptions) -> Result<Box<dyn ModelBackend>> {
+pub fn load(
+    format: ModelFormat,
+    path: &Path,
+    options: &BackendOptions,
+) -> Result<Box<dyn ModelBackend>> {
     if !path.exists() {
         return Err(ServingError::Unavailable(format!(
             "model file {} does not exist",

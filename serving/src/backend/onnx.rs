@@ -16,8 +16,9 @@ use crate::signature::{Signature, TensorSpec};
 use crate::tensor::{BytesElements, Tensor, append_bytes_element};
 
 /// The process-wide ONNX Runtime environment, created once from the first library path given.
-static ENVIRONMENT: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
-    OnceLock::new();
+static ENVIRONMENT: OnceLock<
+    std::result::Result<(PathBuf, ort::environment::Environment), String>,
+> = OnceLock::new();
 
 /// Loads ONNX Runtime from `library` (once per process) and returns its environment.
 pub fn environment(library: Option<&Path>) -> Result<ort::environment::Environment> {
@@ -94,7 +95,9 @@ fn tensor_spec(name: &str, value_type: &ValueType) -> Result<TensorSpec> {
     match value_type {
         ValueType::Tensor { ty, shape, .. } => {
             let datatype = DataType::from_ort(*ty).ok_or_else(|| {
-                ServingError::Unavailable(format!("tensor '{name}' has element type {ty:?}, which v2 cannot carry"))
+                ServingError::Unavailable(format!(
+                    "tensor '{name}' has element type {ty:?}, which v2 cannot carry"
+                ))
             })?;
             Ok(TensorSpec::new(name, datatype, shape.to_vec()))
         }
@@ -125,7 +128,12 @@ impl ModelBackend for OnnxModel {
         };
         Ok(Box::new(OnnxInstance {
             session,
-            output_names: self.signature.outputs.iter().map(|o| o.name.clone()).collect(),
+            output_names: self
+                .signature
+                .outputs
+                .iter()
+                .map(|o| o.name.clone())
+                .collect(),
         }))
     }
 }
@@ -149,9 +157,9 @@ impl BackendInstance for OnnxInstance {
         self.output_names
             .iter()
             .map(|name| {
-                let value = outputs
-                    .remove(name.as_str())
-                    .ok_or_else(|| ServingError::Internal(format!("the model produced no output '{name}'")))?;
+                let value = outputs.remove(name.as_str()).ok_or_else(|| {
+                    ServingError::Internal(format!("the model produced no output '{name}'"))
+                })?;
                 from_ort_value(name, value)
             })
             .collect()
@@ -169,15 +177,25 @@ fn to_ort_value(input: &BatchInput<'_>) -> Result<DynValue> {
             .map(|element| {
                 std::str::from_utf8(element)
                     .map(str::to_owned)
-                    .map_err(|_| ServingError::tensor(name, "BYTES elements must be UTF-8 for ONNX string inputs"))
+                    .map_err(|_| {
+                        ServingError::tensor(
+                            name,
+                            "BYTES elements must be UTF-8 for ONNX string inputs",
+                        )
+                    })
             })
             .collect::<Result<Vec<String>>>()?;
-        let tensor = ort::value::Tensor::from_string_array((input.shape.clone(), strings.as_slice()))
-            .map_err(|e| ServingError::tensor(name, e))?;
+        let tensor =
+            ort::value::Tensor::from_string_array((input.shape.clone(), strings.as_slice()))
+                .map_err(|e| ServingError::tensor(name, e))?;
         return Ok(tensor.into_dyn());
     }
-    let mut tensor = DynTensor::new(&Allocator::default(), input.spec.datatype.to_ort(), input.shape.clone())
-        .map_err(|e| ServingError::Internal(format!("cannot allocate input '{name}': {e}")))?;
+    let mut tensor = DynTensor::new(
+        &Allocator::default(),
+        input.spec.datatype.to_ort(),
+        input.shape.clone(),
+    )
+    .map_err(|e| ServingError::Internal(format!("cannot allocate input '{name}': {e}")))?;
     let len = input.byte_len();
     if len > 0 {
         let ptr = tensor.data_ptr_mut().cast::<u8>();
@@ -201,8 +219,9 @@ fn from_ort_value(name: &str, value: DynValue) -> Result<Tensor> {
             )));
         }
     };
-    let datatype = DataType::from_ort(ty)
-        .ok_or_else(|| ServingError::Internal(format!("output '{name}' has unsupported type {ty:?}")))?;
+    let datatype = DataType::from_ort(ty).ok_or_else(|| {
+        ServingError::Internal(format!("output '{name}' has unsupported type {ty:?}"))
+    })?;
     let data = if datatype == DataType::Bytes {
         let (_, strings) = value
             .try_extract_strings()

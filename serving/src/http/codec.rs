@@ -63,21 +63,29 @@ pub fn decode_request(body: Bytes, header_length: Option<usize>) -> Result<Infer
         .map_err(|e| ServingError::BadRequest(format!("invalid inference request JSON: {e}")))?;
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
-        let datatype: DataType = input
-            .datatype
-            .parse()
-            .map_err(|_| ServingError::tensor(&input.name, format!("unknown datatype '{}'", input.datatype)))?;
+        let datatype: DataType = input.datatype.parse().map_err(|_| {
+            ServingError::tensor(
+                &input.name,
+                format!("unknown datatype '{}'", input.datatype),
+            )
+        })?;
         let binary_size = binary_data_size(&input.name, input.parameters.as_ref())?;
         let data = match (input.data, binary_size) {
             (Some(_), Some(_)) => {
-                return Err(ServingError::tensor(&input.name, "has both JSON data and binary_data_size"));
+                return Err(ServingError::tensor(
+                    &input.name,
+                    "has both JSON data and binary_data_size",
+                ));
             }
             (Some(raw), None) => decode_json_data(&input.name, datatype, raw)?,
             (None, Some(size)) => {
                 if size > binary.len() {
                     return Err(ServingError::tensor(
                         &input.name,
-                        format!("binary_data_size is {size} but only {} binary bytes remain", binary.len()),
+                        format!(
+                            "binary_data_size is {size} but only {} binary bytes remain",
+                            binary.len()
+                        ),
                     ));
                 }
                 binary.split_to(size)
@@ -114,7 +122,9 @@ fn binary_data_size(name: &str, parameters: Option<&Parameters>) -> Result<Optio
             .as_u64()
             .and_then(|v| usize::try_from(v).ok())
             .map(Some)
-            .ok_or_else(|| ServingError::tensor(name, "binary_data_size must be a non-negative integer")),
+            .ok_or_else(|| {
+                ServingError::tensor(name, "binary_data_size must be a non-negative integer")
+            }),
     }
 }
 
@@ -140,14 +150,18 @@ struct Flatten<'a> {
 impl<'de> DeserializeSeed<'de> for Flatten<'_> {
     type Value = ();
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 macro_rules! push_int {
     ($out:expr, $value:expr, $ty:ty, $dt:expr) => {{
-        let v = <$ty>::try_from($value).map_err(|_| E::custom(format!("{} is out of range for {}", $value, $dt)))?;
+        let v = <$ty>::try_from($value)
+            .map_err(|_| E::custom(format!("{} is out of range for {}", $value, $dt)))?;
         $out.extend_from_slice(&v.to_le_bytes());
     }};
 }
@@ -192,9 +206,17 @@ impl<'de> Visitor<'de> for Flatten<'_> {
         match self.datatype {
             DataType::Fp32 => self.out.extend_from_slice(&(v as f32).to_le_bytes()),
             DataType::Fp64 => self.out.extend_from_slice(&v.to_le_bytes()),
-            DataType::Fp16 => self.out.extend_from_slice(&half::f16::from_f64(v).to_le_bytes()),
-            DataType::Bf16 => self.out.extend_from_slice(&half::bf16::from_f64(v).to_le_bytes()),
-            other => return Err(E::custom(format!("{v} is not a whole number, as {other} needs"))),
+            DataType::Fp16 => self
+                .out
+                .extend_from_slice(&half::f16::from_f64(v).to_le_bytes()),
+            DataType::Bf16 => self
+                .out
+                .extend_from_slice(&half::bf16::from_f64(v).to_le_bytes()),
+            other => {
+                return Err(E::custom(format!(
+                    "{v} is not a whole number, as {other} needs"
+                )));
+            }
         }
         Ok(())
     }
@@ -230,7 +252,11 @@ impl Flatten<'_> {
             DataType::Fp64 => out.extend_from_slice(&(v as f64).to_le_bytes()),
             DataType::Fp16 => out.extend_from_slice(&half::f16::from_f64(v as f64).to_le_bytes()),
             DataType::Bf16 => out.extend_from_slice(&half::bf16::from_f64(v as f64).to_le_bytes()),
-            DataType::Bytes => return Err(E::custom(format!("{v} is a number, but BYTES needs strings"))),
+            DataType::Bytes => {
+                return Err(E::custom(format!(
+                    "{v} is a number, but BYTES needs strings"
+                )));
+            }
         }
         Ok(())
     }
@@ -290,7 +316,11 @@ struct BinarySize {
 
 /// Encodes a response. Each output goes binary when its request asked (`binary_data` on the output,
 /// else `binary_data_output` on the request); the others are JSON arrays.
-pub fn encode_response(response: &InferResponse, request_parameters: &Parameters, requested: &[RequestedOutput]) -> Result<EncodedResponse> {
+pub fn encode_response(
+    response: &InferResponse,
+    request_parameters: &Parameters,
+    requested: &[RequestedOutput],
+) -> Result<EncodedResponse> {
     let default_binary = flag(request_parameters, "binary_data_output").unwrap_or(false);
     let binary: Vec<bool> = response
         .outputs
@@ -395,7 +425,9 @@ mod tests {
     use serde_json::json;
 
     fn floats(data: &[u8]) -> Vec<f32> {
-        data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        data.chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 
     #[test]
@@ -410,7 +442,10 @@ mod tests {
         assert_eq!(request.id, "7");
         assert_eq!(floats(&request.inputs[0].data), vec![1.0, 2.5, 3.0, 4.0]);
         assert_eq!(&request.inputs[1].data[..], &[0x80, 0, 0x7f]);
-        assert_eq!(request.inputs[2].bytes_elements().collect::<Vec<_>>(), vec!["hé".as_bytes(), b""]);
+        assert_eq!(
+            request.inputs[2].bytes_elements().collect::<Vec<_>>(),
+            vec!["hé".as_bytes(), b""]
+        );
         assert_eq!(&request.inputs[3].data[..], &[1, 0]);
         assert_eq!(request.outputs[0].name, "y");
     }
@@ -448,7 +483,11 @@ mod tests {
         let body = Bytes::from(body);
         let request = decode_request(body.clone(), Some(header.len())).unwrap();
         assert_eq!(floats(&request.inputs[0].data), vec![1.5, -2.0]);
-        assert_eq!(request.inputs[0].data.as_ptr(), body[header.len()..].as_ptr(), "no copy");
+        assert_eq!(
+            request.inputs[0].data.as_ptr(),
+            body[header.len()..].as_ptr(),
+            "no copy"
+        );
         assert_eq!(request.inputs[1].bytes_elements().next().unwrap(), b"abc");
 
         let short = decode_request(body.slice(..body.len() - 1), Some(header.len())).unwrap_err();
@@ -463,8 +502,25 @@ mod tests {
             model_version: "1".into(),
             id: "".into(),
             outputs: vec![
-                Tensor::new("a", DataType::Fp32, vec![2], Bytes::from([1f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>())).unwrap(),
-                Tensor::new("b", DataType::Int64, vec![1], Bytes::from(7i64.to_le_bytes().to_vec())).unwrap(),
+                Tensor::new(
+                    "a",
+                    DataType::Fp32,
+                    vec![2],
+                    Bytes::from(
+                        [1f32, 2.0]
+                            .iter()
+                            .flat_map(|v| v.to_le_bytes())
+                            .collect::<Vec<_>>(),
+                    ),
+                )
+                .unwrap(),
+                Tensor::new(
+                    "b",
+                    DataType::Int64,
+                    vec![1],
+                    Bytes::from(7i64.to_le_bytes().to_vec()),
+                )
+                .unwrap(),
             ],
         };
         let json_only = encode_response(&response, &Parameters::new(), &[]).unwrap();
@@ -481,12 +537,19 @@ mod tests {
         let mixed = encode_response(&response, &params, &[b_json]).unwrap();
         assert_eq!(mixed.header_length(), Some(mixed.json.len()));
         let value: serde_json::Value = serde_json::from_slice(&mixed.json).unwrap();
-        assert_eq!(value["outputs"][0]["parameters"]["binary_data_size"], json!(8));
+        assert_eq!(
+            value["outputs"][0]["parameters"]["binary_data_size"],
+            json!(8)
+        );
         assert!(value["outputs"][0].get("data").is_none());
         assert_eq!(value["outputs"][1]["data"], json!([7]));
         assert_eq!(mixed.binary.len(), 1);
         assert_eq!(floats(&mixed.binary[0]), vec![1.0, 2.0]);
-        assert_eq!(mixed.binary[0].as_ptr(), response.outputs[0].data.as_ptr(), "no copy");
+        assert_eq!(
+            mixed.binary[0].as_ptr(),
+            response.outputs[0].data.as_ptr(),
+            "no copy"
+        );
     }
 
     #[test]
@@ -498,7 +561,13 @@ mod tests {
             id: "x".into(),
             outputs: vec![
                 Tensor::new("h", DataType::Fp16, vec![1], Bytes::from(f16.to_vec())).unwrap(),
-                Tensor::new("s", DataType::Bytes, vec![1], Bytes::from(crate::tensor::encode_bytes_elements([&b"ok"[..]]))).unwrap(),
+                Tensor::new(
+                    "s",
+                    DataType::Bytes,
+                    vec![1],
+                    Bytes::from(crate::tensor::encode_bytes_elements([&b"ok"[..]])),
+                )
+                .unwrap(),
             ],
         };
         let encoded = encode_response(&response, &Parameters::new(), &[]).unwrap();

@@ -29,15 +29,30 @@ pub fn router(server: Arc<InferenceServer>) -> Router {
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/stats", get(all_statistics))
         .route("/v2/models/{model}", get(model_metadata))
-        .route("/v2/models/{model}/versions/{version}", get(model_metadata_version))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(model_metadata_version),
+        )
         .route("/v2/models/{model}/ready", get(model_ready))
-        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_version))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(model_ready_version),
+        )
         .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(infer_version),
+        )
         .route("/v2/models/{model}/config", get(model_config))
-        .route("/v2/models/{model}/versions/{version}/config", get(model_config_version))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(model_config_version),
+        )
         .route("/v2/models/{model}/stats", get(model_statistics))
-        .route("/v2/models/{model}/versions/{version}/stats", get(model_statistics_version))
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            get(model_statistics_version),
+        )
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{model}/load", post(load))
         .route("/v2/repository/models/{model}/unload", post(unload))
@@ -53,7 +68,9 @@ pub async fn serve_http(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(server)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(server))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A [`ServingError`] as Triton's HTTP error: its status and `{"error": "..."}`.
@@ -67,7 +84,11 @@ impl From<ServingError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.0.http_status(), Json(json!({ "error": self.0.to_string() }))).into_response()
+        (
+            self.0.http_status(),
+            Json(json!({ "error": self.0.to_string() })),
+        )
+            .into_response()
     }
 }
 
@@ -83,13 +104,21 @@ async fn not_found(request: Request) -> HttpError {
 
 async fn live(State(server): State<Arc<InferenceServer>>) -> Response {
     let live = server.is_live();
-    let status = if live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({ "live": live }))).into_response()
 }
 
 async fn ready(State(server): State<Arc<InferenceServer>>) -> Response {
     let ready = server.is_ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({ "ready": ready }))).into_response()
 }
 
@@ -97,7 +126,10 @@ async fn server_metadata(State(server): State<Arc<InferenceServer>>) -> Response
     Json(server.metadata()).into_response()
 }
 
-async fn model_metadata(State(server): State<Arc<InferenceServer>>, Path(model): Path<String>) -> HttpResult<Response> {
+async fn model_metadata(
+    State(server): State<Arc<InferenceServer>>,
+    Path(model): Path<String>,
+) -> HttpResult<Response> {
     Ok(Json(server.model_metadata(&model, None)?).into_response())
 }
 
@@ -110,18 +142,29 @@ async fn model_metadata_version(
 
 fn readiness(server: &InferenceServer, model: &str, version: Option<&str>) -> Response {
     match server.model(model, version) {
-        Ok(_) => (StatusCode::OK, Json(json!({ "name": model, "ready": true }))).into_response(),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({ "name": model, "ready": true })),
+        )
+            .into_response(),
         Err(err) => {
             let status = match err {
                 ServingError::NotFound(_) | ServingError::BadRequest(_) => err.http_status(),
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
-            (status, Json(json!({ "name": model, "ready": false, "error": err.to_string() }))).into_response()
+            (
+                status,
+                Json(json!({ "name": model, "ready": false, "error": err.to_string() })),
+            )
+                .into_response()
         }
     }
 }
 
-async fn model_ready(State(server): State<Arc<InferenceServer>>, Path(model): Path<String>) -> Response {
+async fn model_ready(
+    State(server): State<Arc<InferenceServer>>,
+    Path(model): Path<String>,
+) -> Response {
     readiness(&server, &model, None)
 }
 
@@ -166,7 +209,9 @@ async fn run_infer(
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .ok_or_else(|| {
-                    ServingError::BadRequest("Inference-Header-Content-Length must be a byte count".to_string())
+                    ServingError::BadRequest(
+                        "Inference-Header-Content-Length must be a byte count".to_string(),
+                    )
                 })?,
         ),
     };
@@ -183,17 +228,24 @@ async fn run_infer(
             builder = builder
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(codec::HEADER_LENGTH, json_len);
-            let chunks = std::iter::once(encoded.json).chain(encoded.binary).map(Ok::<Bytes, Infallible>);
+            let chunks = std::iter::once(encoded.json)
+                .chain(encoded.binary)
+                .map(Ok::<Bytes, Infallible>);
             Body::from_stream(futures::stream::iter(chunks))
         }
         None => {
-            builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            builder = builder.header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             Body::from(encoded.json)
         }
     };
-    builder
-        .body(body)
-        .map_err(|e| HttpError(ServingError::Internal(format!("cannot build the response: {e}"))))
+    builder.body(body).map_err(|e| {
+        HttpError(ServingError::Internal(format!(
+            "cannot build the response: {e}"
+        )))
+    })
 }
 
 /// Reads a request body, refusing it with 413 when it exceeds the configured limit.
@@ -212,33 +264,46 @@ async fn read_body(server: &InferenceServer, headers: &HeaderMap, body: Body) ->
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit")
         {
             too_large()
         } else {
-            HttpError(ServingError::BadRequest(format!("cannot read the request body: {e}")))
+            HttpError(ServingError::BadRequest(format!(
+                "cannot read the request body: {e}"
+            )))
         }
     })
 }
 
-async fn model_config(State(server): State<Arc<InferenceServer>>, Path(model): Path<String>) -> HttpResult<Response> {
-    Ok(Json(cerulean_proto::model_config::to_json(&server.model_config(&model, None)?)).into_response())
+async fn model_config(
+    State(server): State<Arc<InferenceServer>>,
+    Path(model): Path<String>,
+) -> HttpResult<Response> {
+    Ok(Json(cerulean_proto::model_config::to_json(
+        &server.model_config(&model, None)?,
+    ))
+    .into_response())
 }
 
 async fn model_config_version(
     State(server): State<Arc<InferenceServer>>,
     Path((model, version)): Path<(String, String)>,
 ) -> HttpResult<Response> {
-    Ok(Json(cerulean_proto::model_config::to_json(&server.model_config(&model, Some(&version))?)).into_response())
+    Ok(Json(cerulean_proto::model_config::to_json(
+        &server.model_config(&model, Some(&version))?,
+    ))
+    .into_response())
 }
 
 async fn all_statistics(State(server): State<Arc<InferenceServer>>) -> HttpResult<Response> {
     statistics(&server, None, None)
 }
 
-async fn model_statistics(State(server): State<Arc<InferenceServer>>, Path(model): Path<String>) -> HttpResult<Response> {
+async fn model_statistics(
+    State(server): State<Arc<InferenceServer>>,
+    Path(model): Path<String>,
+) -> HttpResult<Response> {
     statistics(&server, Some(&model), None)
 }
 
@@ -249,7 +314,11 @@ async fn model_statistics_version(
     statistics(&server, Some(&model), Some(&version))
 }
 
-fn statistics(server: &InferenceServer, model: Option<&str>, version: Option<&str>) -> HttpResult<Response> {
+fn statistics(
+    server: &InferenceServer,
+    model: Option<&str>,
+    version: Option<&str>,
+) -> HttpResult<Response> {
     let stats = server.statistics(model, version)?;
     let model_stats: Vec<Value> = stats
         .iter()
@@ -288,7 +357,11 @@ fn stats_json(name: &str, version: &str, s: &StatsSnapshot) -> Value {
 }
 
 /// Parses an optional JSON body; an empty body is an empty object (tritonclient posts none).
-async fn optional_json(server: &InferenceServer, headers: &HeaderMap, body: Body) -> HttpResult<Value> {
+async fn optional_json(
+    server: &InferenceServer,
+    headers: &HeaderMap,
+    body: Body,
+) -> HttpResult<Value> {
     let bytes = read_body(server, headers, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -303,7 +376,10 @@ async fn repository_index(
     body: Body,
 ) -> HttpResult<Response> {
     let options = optional_json(&server, &headers, body).await?;
-    let ready_only = options.get("ready").and_then(Value::as_bool).unwrap_or(false);
+    let ready_only = options
+        .get("ready")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(Json(server.index(ready_only)).into_response())
 }
 
@@ -317,13 +393,17 @@ async fn load(
     let config = match options.pointer("/parameters/config") {
         None => None,
         Some(Value::String(text)) => Some(
-            cerulean_proto::model_config::from_json_str(text)
-                .map_err(|e| ServingError::BadRequest(format!("parameters.config is not a valid model configuration: {e}")))?,
+            cerulean_proto::model_config::from_json_str(text).map_err(|e| {
+                ServingError::BadRequest(format!(
+                    "parameters.config is not a valid model configuration: {e}"
+                ))
+            })?,
         ),
-        Some(other) => Some(
-            cerulean_proto::model_config::from_json(other)
-                .map_err(|e| ServingError::BadRequest(format!("parameters.config is not a valid model configuration: {e}")))?,
-        ),
+        Some(other) => Some(cerulean_proto::model_config::from_json(other).map_err(|e| {
+            ServingError::BadRequest(format!(
+                "parameters.config is not a valid model configuration: {e}"
+            ))
+        })?),
     };
     server.load(&model, config).await?;
     Ok(StatusCode::OK.into_response())
@@ -342,7 +422,10 @@ async fn unload(
 
 async fn metrics(State(server): State<Arc<InferenceServer>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         server.render_metrics(),
     )
         .into_response()
