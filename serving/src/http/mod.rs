@@ -21,7 +21,8 @@ use crate::error::ServingError;
 use crate::server::InferenceServer;
 use crate::stats::{DurationSnapshot, StatsSnapshot};
 
-/// The REST routes, ready to be served or merged into a larger router.
+/// The REST routes, with no fallback, so they can be merged into a larger router (whose fallback
+/// should answer unknown `/v2` paths with [`not_found`]).
 pub fn router(server: Arc<InferenceServer>) -> Router {
     Router::new()
         .route("/v2", get(server_metadata))
@@ -57,7 +58,6 @@ pub fn router(server: Arc<InferenceServer>) -> Router {
         .route("/v2/repository/models/{model}/load", post(load))
         .route("/v2/repository/models/{model}/unload", post(unload))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
         .layer(axum::middleware::from_fn(trace::trace_context))
         .with_state(server)
 }
@@ -68,7 +68,7 @@ pub async fn serve_http(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(server))
+    axum::serve(listener, router(server).fallback(not_found))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -94,7 +94,8 @@ impl IntoResponse for HttpError {
 
 type HttpResult<T> = Result<T, HttpError>;
 
-async fn not_found(request: Request) -> HttpError {
+/// The answer to an unknown path: Triton's 404 with an `{"error": ...}` body.
+pub async fn not_found(request: Request) -> HttpError {
     HttpError(ServingError::NotFound(format!(
         "no route for {} {}",
         request.method(),

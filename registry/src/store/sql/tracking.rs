@@ -1,0 +1,1426 @@
+//! Experiments, runs, metrics, params, tags, inputs and outputs.
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Backend, Sql, SqlStore, cond, is_unique_violation, join_uri, new_hex_id, now_ms};
+use super::{parse_experiment_id, random_name};
+use crate::entities::{
+    Dataset, DatasetInput, Experiment, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, Metric, ModelInput,
+    ModelOutput, Param, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, RunTag,
+    TAG_DATASET_CONTEXT, TAG_RUN_NAME, TAG_USER, Tag,
+};
+use crate::error::{RegistryError, Result};
+use crate::store::ViewType;
+use crate::store::search::{self, KeyKind, Op};
+use crate::store::{CreateExperiment, CreateRun, Page, SearchExperiments, SearchRuns, UpdateRun};
+use crate::validation;
+
+const EXP_COLS: &str =
+    "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time";
+
+fn experiment_from_row(row: &AnyRow) -> Result<Experiment> {
+    Ok(Experiment {
+        experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
+        name: row.try_get("name")?,
+        artifact_location: row.try_get("artifact_location")?,
+        lifecycle_stage: row.try_get("lifecycle_stage")?,
+        creation_time: row.try_get("creation_time")?,
+        last_update_time: row.try_get("last_update_time")?,
+        tags: Vec::new(),
+    })
+}
+
+/// Attaches their tags to experiments (one query).
+async fn with_experiment_tags(
+    conn: &mut AnyConnection,
+    mut exps: Vec<Experiment>,
+) -> Result<Vec<Experiment>> {
+    if exps.is_empty() {
+        return Ok(exps);
+    }
+    let mut sql = Sql::default();
+    let ids = sql.list(
+        exps.iter()
+            .map(|e| e.experiment_id.parse::<i64>().unwrap_or(-1)),
+    );
+    sql.push(&format!(
+        "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({ids}) \
+         ORDER BY key"
+    ));
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+    for r in rows {
+        by_id
+            .entry(r.try_get::<i64, _>("experiment_id")?.to_string())
+            .or_default()
+            .push(Tag::new(
+                r.try_get::<String, _>("key")?,
+                r.try_get::<String, _>("value")?,
+            ));
+    }
+    for e in &mut exps {
+        e.tags = by_id.remove(&e.experiment_id).unwrap_or_default();
+    }
+    Ok(exps)
+}
+
+pub(super) async fn create_experiment(s: &SqlStore, req: CreateExperiment) -> Result<String> {
+    validation::validate_experiment_name(&req.name)?;
+    for t in &req.tags {
+        validation::validate_experiment_tag(&t.key, &t.value)?;
+    }
+    if let Some(loc) = &req.artifact_location
+        && loc.starts_with("runs:")
+    {
+        return Err(RegistryError::invalid(format!(
+            "Artifact location cannot be a runs:/ URI. Given: '{loc}'"
+        )));
+    }
+    let now = now_ms();
+    let mut tx = s.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, \
+         last_update_time) VALUES ($1, $2, 'active', $3, $3) RETURNING experiment_id",
+    )
+    .bind(req.name.as_str())
+    .bind(req.artifact_location.as_deref().unwrap_or(""))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await;
+    let id: i64 = match inserted {
+        Ok(row) => row.try_get("experiment_id")?,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(RegistryError::experiment_exists(&req.name));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if req.artifact_location.as_deref().unwrap_or("").is_empty() {
+        sqlx::query("UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2")
+            .bind(join_uri(s.artifact_root(), &[&id.to_string()]))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut tags: HashMap<&str, &str> = HashMap::new();
+    for t in &req.tags {
+        tags.insert(&t.key, &t.value);
+    }
+    for (k, v) in tags {
+        sqlx::query("INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(id.to_string())
+}
+
+async fn fetch_experiment(conn: &mut AnyConnection, id: i64) -> Result<Option<Experiment>> {
+    let row = sqlx::query(&format!(
+        "SELECT {EXP_COLS} FROM experiments WHERE experiment_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let exp = experiment_from_row(&row)?;
+    Ok(with_experiment_tags(conn, vec![exp]).await?.pop())
+}
+
+pub(super) async fn get_experiment(s: &SqlStore, experiment_id: &str) -> Result<Experiment> {
+    let id = parse_experiment_id(experiment_id)?;
+    let mut conn = s.read.acquire().await?;
+    fetch_experiment(&mut conn, id)
+        .await?
+        .ok_or_else(|| RegistryError::experiment_not_found(experiment_id))
+}
+
+pub(super) async fn get_experiment_by_name(s: &SqlStore, name: &str) -> Result<Experiment> {
+    let mut conn = s.read.acquire().await?;
+    let row = sqlx::query(&format!(
+        "SELECT {EXP_COLS} FROM experiments WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(RegistryError::experiment_name_not_found(name));
+    };
+    let exp = experiment_from_row(&row)?;
+    Ok(with_experiment_tags(&mut conn, vec![exp])
+        .await?
+        .pop()
+        .expect("one experiment"))
+}
+
+fn lifecycle_condition(view: ViewType, col: &str) -> String {
+    match view {
+        ViewType::ActiveOnly => format!("{col} = 'active'"),
+        ViewType::DeletedOnly => format!("{col} = 'deleted'"),
+        ViewType::All => "1 = 1".into(),
+    }
+}
+
+pub(super) async fn search_experiments(
+    s: &SqlStore,
+    req: SearchExperiments,
+) -> Result<Page<Experiment>> {
+    let limit = search::page_size(req.max_results, 1000, validation::MAX_EXPERIMENTS_PER_PAGE)?;
+    let offset = search::parse_page_token(req.page_token.as_deref())?;
+    let filters = search::parse_filter(req.filter.as_deref())?;
+    let order = search::parse_order_by_list(&req.order_by)?;
+    let mut sql = Sql::default();
+    let mut conds = vec![lifecycle_condition(
+        req.view_type.unwrap_or_default(),
+        "e.lifecycle_stage",
+    )];
+    for f in &filters {
+        conds.push(match (f.kind, f.key.as_str()) {
+            (KeyKind::Attribute, "name") => {
+                cond::string(&mut sql, s.backend, "e.name", &f.key, f.op, &f.value)?
+            }
+            (KeyKind::Attribute, "experiment_id") => match (&f.op, &f.value) {
+                (Op::In | Op::NotIn, search::Value::List(items)) => {
+                    let ids: Vec<i64> = items
+                        .iter()
+                        .map(|i| parse_experiment_id(i))
+                        .collect::<Result<_>>()?;
+                    if ids.is_empty() {
+                        if f.op == Op::In {
+                            "1 = 0".into()
+                        } else {
+                            "1 = 1".into()
+                        }
+                    } else {
+                        let ph = sql.list(ids);
+                        format!("e.experiment_id {} ({ph})", f.op.sql())
+                    }
+                }
+                (Op::Eq | Op::Ne, v) => {
+                    let id = match v {
+                        search::Value::Str(x) => parse_experiment_id(x)?,
+                        other => other.as_num("experiment_id")? as i64,
+                    };
+                    let p = sql.arg(id);
+                    format!("e.experiment_id {} {p}", f.op.sql())
+                }
+                _ => {
+                    return Err(RegistryError::invalid(
+                        "Invalid comparator for 'experiment_id'; use =, !=, IN, NOT IN",
+                    ));
+                }
+            },
+            (KeyKind::Attribute, "creation_time" | "last_update_time") => {
+                cond::number(&mut sql, &format!("e.{}", f.key), &f.key, f.op, &f.value)?
+            }
+            (KeyKind::Tag, key) => cond::key_value(
+                &mut sql,
+                s.backend,
+                "experiment_tags",
+                "experiment_id",
+                "e.experiment_id",
+                key,
+                f.op,
+                &f.value,
+            )?,
+            (kind, key) => {
+                return Err(RegistryError::invalid(format!(
+                    "Invalid attribute key '{key}' ({kind:?}) for experiment search. Valid keys \
+                     are name, experiment_id, creation_time, last_update_time, tags.<key>"
+                )));
+            }
+        });
+    }
+    let mut order_sql = Vec::new();
+    let mut has_id = false;
+    for o in &order {
+        let col = match (o.kind, o.key.as_str()) {
+            (KeyKind::Attribute, "name") => "e.name",
+            (KeyKind::Attribute, "experiment_id") => {
+                has_id = true;
+                "e.experiment_id"
+            }
+            (KeyKind::Attribute, "creation_time") => "e.creation_time",
+            (KeyKind::Attribute, "last_update_time") => "e.last_update_time",
+            _ => {
+                return Err(RegistryError::invalid(format!(
+                    "Invalid order_by key '{}'. Valid keys are name, experiment_id, \
+                     creation_time, last_update_time",
+                    o.key
+                )));
+            }
+        };
+        order_sql.push(format!(
+            "{col} {}",
+            if o.ascending { "ASC" } else { "DESC" }
+        ));
+    }
+    if order.is_empty() {
+        order_sql.push("e.creation_time DESC".into());
+    }
+    if !has_id {
+        order_sql.push("e.experiment_id ASC".into());
+    }
+    let lim = sql.arg(limit + 1);
+    let off = sql.arg(offset);
+    let text = format!(
+        "SELECT {} FROM experiments e WHERE {} ORDER BY {} LIMIT {lim} OFFSET {off}",
+        EXP_COLS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        conds.join(" AND "),
+        order_sql.join(", ")
+    );
+    sql.text = text;
+    let mut conn = s.read.acquire().await?;
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut exps = rows
+        .iter()
+        .map(experiment_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let next = if exps.len() as i64 > limit {
+        exps.truncate(limit as usize);
+        Some(search::page_token(offset + limit))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: with_experiment_tags(&mut conn, exps).await?,
+        next_page_token: next,
+    })
+}
+
+/// The lifecycle stage of an experiment, or `RESOURCE_DOES_NOT_EXIST`.
+async fn experiment_stage(conn: &mut AnyConnection, id: i64, raw: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| RegistryError::experiment_not_found(raw))
+}
+
+pub(super) async fn rename_experiment(
+    s: &SqlStore,
+    experiment_id: &str,
+    new_name: &str,
+) -> Result<()> {
+    let id = parse_experiment_id(experiment_id)?;
+    validation::validate_experiment_name(new_name)?;
+    let mut tx = s.begin().await?;
+    let stage = experiment_stage(&mut tx, id, experiment_id).await?;
+    if stage != LIFECYCLE_ACTIVE {
+        return Err(RegistryError::invalid(
+            "Cannot rename a non-active experiment.",
+        ));
+    }
+    let res = sqlx::query(
+        "UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3",
+    )
+    .bind(new_name)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await;
+    match res {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(RegistryError::experiment_exists(new_name));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn set_experiment_lifecycle(
+    s: &SqlStore,
+    experiment_id: &str,
+    delete: bool,
+) -> Result<()> {
+    let id = parse_experiment_id(experiment_id)?;
+    let mut tx = s.begin().await?;
+    let stage = experiment_stage(&mut tx, id, experiment_id).await?;
+    let now = now_ms();
+    let (from, to, deleted_time) = if delete {
+        (LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, Some(now))
+    } else {
+        (LIFECYCLE_DELETED, LIFECYCLE_ACTIVE, None)
+    };
+    if stage != from {
+        return Err(RegistryError::invalid(format!(
+            "Cannot {} experiment {experiment_id}: it is {stage}.",
+            if delete { "delete" } else { "restore" }
+        )));
+    }
+    sqlx::query(
+        "UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2, deleted_time = $3 \
+         WHERE experiment_id = $4",
+    )
+    .bind(to)
+    .bind(now)
+    .bind(deleted_time)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE experiment_id = $3 AND \
+         lifecycle_stage = $4",
+    )
+    .bind(to)
+    .bind(deleted_time)
+    .bind(id)
+    .bind(from)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn set_experiment_tag(
+    s: &SqlStore,
+    experiment_id: &str,
+    key: &str,
+    value: &str,
+) -> Result<()> {
+    let id = parse_experiment_id(experiment_id)?;
+    validation::validate_experiment_tag(key, value)?;
+    let mut tx = s.begin().await?;
+    let stage = experiment_stage(&mut tx, id, experiment_id).await?;
+    if stage != LIFECYCLE_ACTIVE {
+        return Err(RegistryError::invalid(format!(
+            "The experiment {experiment_id} must be in the 'active' state. Current state is \
+             {stage}."
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(id)
+    .bind(key)
+    .bind(value)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn delete_experiment_tag(
+    s: &SqlStore,
+    experiment_id: &str,
+    key: &str,
+) -> Result<()> {
+    let id = parse_experiment_id(experiment_id)?;
+    let mut tx = s.begin().await?;
+    experiment_stage(&mut tx, id, experiment_id).await?;
+    let n = sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
+        .bind(id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(RegistryError::not_found(format!(
+            "No tag with name: {key} in experiment with id {experiment_id}"
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- runs
+
+const RUN_COLS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
+                        r.end_time, r.artifact_uri, r.lifecycle_stage";
+
+fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
+    let id: String = row.try_get("run_uuid")?;
+    Ok(RunInfo {
+        run_uuid: id.clone(),
+        run_id: id,
+        run_name: row.try_get("name")?,
+        experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
+        user_id: row.try_get("user_id")?,
+        status: RunStatus::parse(&row.try_get::<String, _>("status")?)?,
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        artifact_uri: row.try_get("artifact_uri")?,
+        lifecycle_stage: row.try_get("lifecycle_stage")?,
+    })
+}
+
+/// Reads a stored metric value back (NaN is stored as 0 with `is_nan` = 1).
+fn stored_value(value: f64, is_nan: i64) -> f64 {
+    if is_nan != 0 { f64::NAN } else { value }
+}
+
+/// Splits a value for storage: (value, is_nan).
+fn storable(value: f64) -> (f64, i64) {
+    if value.is_nan() { (0.0, 1) } else { (value, 0) }
+}
+
+/// Runs by id, with their latest metrics, params, tags, inputs and outputs, in `ids` order
+/// (unknown ids are skipped). Four queries whatever the number of runs.
+pub(super) async fn load_runs(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<Run>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::default();
+    let ph = sql.list(ids.iter().map(String::as_str));
+    sql.push(&format!(
+        "SELECT {RUN_COLS} FROM runs r WHERE r.run_uuid IN ({ph})"
+    ));
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let mut runs: HashMap<String, Run> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let info = run_info_from_row(row)?;
+        runs.insert(
+            info.run_id.clone(),
+            Run {
+                info,
+                data: RunData::default(),
+                inputs: RunInputs::default(),
+                outputs: Some(RunOutputs::default()),
+            },
+        );
+    }
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    // Latest metrics, params and tags in one query.
+    sql.text = format!(
+        "SELECT run_uuid, 0 AS kind, key, '' AS svalue, value AS fvalue, is_nan, timestamp, step \
+         FROM latest_metrics WHERE run_uuid IN ({ph}) \
+         UNION ALL SELECT run_uuid, 1, key, value, CAST(0 AS DOUBLE PRECISION), 0, 0, 0 \
+         FROM params WHERE run_uuid IN ({ph}) \
+         UNION ALL SELECT run_uuid, 2, key, value, CAST(0 AS DOUBLE PRECISION), 0, 0, 0 \
+         FROM tags WHERE run_uuid IN ({ph})"
+    );
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let id: String = row.try_get("run_uuid")?;
+        let Some(run) = runs.get_mut(&id) else {
+            continue;
+        };
+        let key: String = row.try_get("key")?;
+        match row.try_get::<i64, _>("kind")? {
+            0 => run.data.metrics.push(Metric::new(
+                key,
+                stored_value(row.try_get("fvalue")?, row.try_get("is_nan")?),
+                row.try_get("timestamp")?,
+                row.try_get("step")?,
+            )),
+            1 => run
+                .data
+                .params
+                .push(Param::new(key, row.try_get::<String, _>("svalue")?)),
+            _ => run
+                .data
+                .tags
+                .push(Tag::new(key, row.try_get::<String, _>("svalue")?)),
+        }
+    }
+
+    // Dataset inputs.
+    sql.text = format!(
+        "SELECT i.run_uuid, d.dataset_uuid, d.name, d.digest, d.source_type, d.source, d.schema, \
+         d.profile FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid \
+         WHERE i.run_uuid IN ({ph}) ORDER BY i.run_uuid, i.seq"
+    );
+    let mut dataset_pos: HashMap<(String, String), usize> = HashMap::new();
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let id: String = row.try_get("run_uuid")?;
+        let Some(run) = runs.get_mut(&id) else {
+            continue;
+        };
+        let duuid: String = row.try_get("dataset_uuid")?;
+        dataset_pos.insert((id, duuid), run.inputs.dataset_inputs.len());
+        run.inputs.dataset_inputs.push(DatasetInput {
+            tags: Vec::new(),
+            dataset: Dataset {
+                name: row.try_get("name")?,
+                digest: row.try_get("digest")?,
+                source_type: row.try_get("source_type")?,
+                source: row.try_get("source")?,
+                schema: row.try_get("schema")?,
+                profile: row.try_get("profile")?,
+            },
+        });
+    }
+
+    // Input tags and logged-model inputs/outputs.
+    sql.text = format!(
+        "SELECT run_uuid, 'tag' AS kind, dataset_uuid AS a, key AS b, value AS c, 0 AS step \
+         FROM input_tags WHERE run_uuid IN ({ph}) \
+         UNION ALL SELECT run_uuid, direction, model_id, '', '', step FROM run_models \
+         WHERE run_uuid IN ({ph})"
+    );
+    for row in sql.query().fetch_all(&mut *conn).await? {
+        let id: String = row.try_get("run_uuid")?;
+        let kind: String = row.try_get("kind")?;
+        let a: String = row.try_get("a")?;
+        let Some(run) = runs.get_mut(&id) else {
+            continue;
+        };
+        match kind.as_str() {
+            "tag" => {
+                if let Some(&pos) = dataset_pos.get(&(id.clone(), a)) {
+                    run.inputs.dataset_inputs[pos].tags.push(Tag::new(
+                        row.try_get::<String, _>("b")?,
+                        row.try_get::<String, _>("c")?,
+                    ));
+                }
+            }
+            "input" => run.inputs.model_inputs.push(ModelInput { model_id: a }),
+            _ => {
+                let step: i64 = row.try_get("step")?;
+                if let Some(out) = run.outputs.as_mut() {
+                    out.model_outputs.push(ModelOutput { model_id: a, step });
+                }
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(runs.len());
+    for id in ids {
+        if let Some(mut run) = runs.remove(id) {
+            run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+            run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
+            run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            out.push(run);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn create_run(s: &SqlStore, req: CreateRun) -> Result<Run> {
+    let experiment_id = req.experiment_id.clone().unwrap_or_else(|| "0".into());
+    let exp_id = parse_experiment_id(&experiment_id)?;
+    for (i, t) in req.tags.iter().enumerate() {
+        validation::validate_run_tag(t, &format!("tags[{i}]"))?;
+    }
+    let tag_name = req
+        .tags
+        .iter()
+        .rev()
+        .find(|t| t.key == TAG_RUN_NAME)
+        .map(|t| t.value.clone());
+    let run_name = match (
+        req.run_name.as_deref().filter(|n| !n.is_empty()),
+        tag_name.as_deref(),
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(RegistryError::invalid(format!(
+                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with \
+                 different values (run_name='{a}', mlflow.runName='{b}')."
+            )));
+        }
+        (Some(a), _) => a.to_owned(),
+        (None, Some(b)) if !b.is_empty() => b.to_owned(),
+        _ => random_name(),
+    };
+    let user_id = req
+        .user_id
+        .clone()
+        .or_else(|| {
+            req.tags
+                .iter()
+                .rev()
+                .find(|t| t.key == TAG_USER)
+                .map(|t| t.value.clone())
+        })
+        .unwrap_or_default();
+    // Tags, last value per key wins; the run name tag is always there.
+    let mut tags: Vec<RunTag> = Vec::new();
+    for t in &req.tags {
+        if let Some(existing) = tags.iter_mut().find(|e| e.key == t.key) {
+            existing.value = t.value.clone();
+        } else {
+            tags.push(t.clone());
+        }
+    }
+    match tags.iter_mut().find(|t| t.key == TAG_RUN_NAME) {
+        Some(t) => t.value = run_name.clone(),
+        None => tags.push(Tag::new(TAG_RUN_NAME, run_name.clone())),
+    }
+    let run_id = new_hex_id();
+    let start_time = req.start_time.unwrap_or_else(now_ms);
+
+    let mut tx = s.begin().await?;
+    let exp = sqlx::query(
+        "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1",
+    )
+    .bind(exp_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| RegistryError::experiment_not_found(&experiment_id))?;
+    let stage: String = exp.try_get("lifecycle_stage")?;
+    if stage != LIFECYCLE_ACTIVE {
+        return Err(RegistryError::invalid(format!(
+            "The experiment {experiment_id} must be in the 'active' state. Current state is \
+             {stage}."
+        )));
+    }
+    let artifact_uri = join_uri(
+        &exp.try_get::<String, _>("artifact_location")?,
+        &[&run_id, "artifacts"],
+    );
+    sqlx::query(
+        "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+         artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, $6, 'active')",
+    )
+    .bind(run_id.as_str())
+    .bind(exp_id)
+    .bind(run_name.as_str())
+    .bind(user_id.as_str())
+    .bind(start_time)
+    .bind(artifact_uri.as_str())
+    .execute(&mut *tx)
+    .await?;
+    insert_tags(&mut tx, &run_id, &tags).await?;
+    tx.commit().await?;
+    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Run {
+        info: RunInfo {
+            run_uuid: run_id.clone(),
+            run_id,
+            run_name,
+            experiment_id,
+            user_id,
+            status: RunStatus::Running,
+            start_time: Some(start_time),
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: LIFECYCLE_ACTIVE.into(),
+        },
+        data: RunData {
+            tags,
+            ..Default::default()
+        },
+        inputs: RunInputs::default(),
+        outputs: None,
+    })
+}
+
+/// Upserts run tags (keys must be distinct), 100 rows per statement.
+async fn insert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[RunTag]) -> Result<()> {
+    for chunk in tags.chunks(100) {
+        let mut sql = Sql::default();
+        let mut values = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            let (a, b, c) = (
+                sql.arg(run_id),
+                sql.arg(t.key.as_str()),
+                sql.arg(t.value.as_str()),
+            );
+            values.push(format!("({a}, {b}, {c})"));
+        }
+        sql.text = format!(
+            "INSERT INTO tags (run_uuid, key, value) VALUES {} ON CONFLICT (run_uuid, key) DO \
+             UPDATE SET value = excluded.value",
+            values.join(", ")
+        );
+        sql.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn get_run(s: &SqlStore, run_id: &str) -> Result<Run> {
+    let mut conn = s.read.acquire().await?;
+    load_runs(&mut conn, &[run_id.to_owned()])
+        .await?
+        .pop()
+        .ok_or_else(|| RegistryError::run_not_found(run_id))
+}
+
+/// The run's lifecycle stage and experiment, or `RESOURCE_DOES_NOT_EXIST`.
+async fn run_state(conn: &mut AnyConnection, run_id: &str) -> Result<(String, i64)> {
+    let row = sqlx::query("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_uuid = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| RegistryError::run_not_found(run_id))?;
+    Ok((
+        row.try_get("lifecycle_stage")?,
+        row.try_get("experiment_id")?,
+    ))
+}
+
+/// Fails unless the run exists and is active; answers its experiment id.
+async fn require_active_run(conn: &mut AnyConnection, run_id: &str) -> Result<i64> {
+    let (stage, exp) = run_state(conn, run_id).await?;
+    if stage != LIFECYCLE_ACTIVE {
+        return Err(RegistryError::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {stage}."
+        )));
+    }
+    Ok(exp)
+}
+
+pub(super) async fn update_run(s: &SqlStore, req: UpdateRun) -> Result<RunInfo> {
+    let mut tx = s.begin().await?;
+    require_active_run(&mut tx, &req.run_id).await?;
+    let name = req.run_name.as_deref().filter(|n| !n.is_empty());
+    sqlx::query(
+        "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), \
+         name = COALESCE($3, name) WHERE run_uuid = $4",
+    )
+    .bind(req.status.map(|st| st.as_str()))
+    .bind(req.end_time)
+    .bind(name)
+    .bind(req.run_id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if let Some(name) = name {
+        insert_tags(&mut tx, &req.run_id, &[Tag::new(TAG_RUN_NAME, name)]).await?;
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {RUN_COLS} FROM runs r WHERE r.run_uuid = $1"
+    ))
+    .bind(req.run_id.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let info = run_info_from_row(&row)?;
+    tx.commit().await?;
+    Ok(info)
+}
+
+pub(super) async fn set_run_lifecycle(s: &SqlStore, run_id: &str, delete: bool) -> Result<()> {
+    let mut tx = s.begin().await?;
+    run_state(&mut tx, run_id).await?;
+    let (stage, deleted_time) = if delete {
+        (LIFECYCLE_DELETED, Some(now_ms()))
+    } else {
+        (LIFECYCLE_ACTIVE, None)
+    };
+    sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_uuid = $3")
+        .bind(stage)
+        .bind(deleted_time)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Appends metric rows (the trigger keeps `latest_metrics`); exact duplicates are dropped.
+/// Metrics with a `model_id` are also recorded on the logged model.
+async fn insert_metrics(conn: &mut AnyConnection, run_id: &str, metrics: &[Metric]) -> Result<()> {
+    for chunk in metrics.chunks(100) {
+        let mut sql = Sql::default();
+        let mut values = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            let (v, nan) = storable(m.value);
+            let row = [
+                sql.arg(run_id),
+                sql.arg(m.key.as_str()),
+                sql.arg(v),
+                sql.arg(nan),
+                sql.arg(m.timestamp),
+                sql.arg(m.step),
+                sql.arg(m.model_id.as_deref()),
+                sql.arg(m.dataset_name.as_deref()),
+                sql.arg(m.dataset_digest.as_deref()),
+            ];
+            values.push(format!("({})", row.join(", ")));
+        }
+        sql.text = format!(
+            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, \
+             dataset_name, dataset_digest) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        sql.query().execute(&mut *conn).await?;
+    }
+    let with_model: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+    for chunk in with_model.chunks(100) {
+        let mut sql = Sql::default();
+        let mut values = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            let (v, nan) = storable(m.value);
+            let row = [
+                sql.arg(m.model_id.as_deref()),
+                sql.arg(m.key.as_str()),
+                sql.arg(v),
+                sql.arg(nan),
+                sql.arg(m.timestamp),
+                sql.arg(m.step),
+                sql.arg(run_id),
+                sql.arg(m.dataset_name.as_deref()),
+                sql.arg(m.dataset_digest.as_deref()),
+            ];
+            values.push(format!("({})", row.join(", ")));
+        }
+        sql.text = format!(
+            "INSERT INTO logged_model_metrics (model_id, key, value, is_nan, timestamp, step, \
+             run_id, dataset_name, dataset_digest) VALUES {}",
+            values.join(", ")
+        );
+        sql.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Result<()> {
+    validation::validate_metric(&metric, "")?;
+    if metric.model_id.is_some() {
+        let mut tx = s.begin().await?;
+        require_active_run(&mut tx, run_id).await?;
+        insert_metrics(&mut tx, run_id, std::slice::from_ref(&metric)).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    // The hot path: one statement, which checks the run, appends the value and (through the
+    // trigger) moves the latest value, atomically.
+    let (v, nan) = storable(metric.value);
+    let mut conn = s.writer().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, \
+         dataset_name, dataset_digest) SELECT $1, $2, $3, $4, $5, $6, NULL, $7, $8 \
+         WHERE EXISTS (SELECT 1 FROM runs WHERE run_uuid = $1 AND lifecycle_stage = 'active') \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(metric.key.as_str())
+    .bind(v)
+    .bind(nan)
+    .bind(metric.timestamp)
+    .bind(metric.step)
+    .bind(metric.dataset_name.as_deref())
+    .bind(metric.dataset_digest.as_deref())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        // A missing or deleted run, or an exact duplicate (which is fine).
+        require_active_run(&mut conn, run_id).await?;
+    }
+    Ok(())
+}
+
+fn param_conflict(run_id: &str, key: &str, old: &str, new: &str) -> RegistryError {
+    RegistryError::invalid(format!(
+        "Changing param values is not allowed. Param with key='{key}' was already logged with \
+         value='{old}' for run ID='{run_id}'. Attempted logging new value '{new}'."
+    ))
+}
+
+pub(super) async fn log_param(s: &SqlStore, run_id: &str, param: Param) -> Result<()> {
+    validation::validate_param(&param, "")?;
+    let mut conn = s.writer().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO params (run_uuid, key, value) SELECT $1, $2, $3 WHERE EXISTS \
+         (SELECT 1 FROM runs WHERE run_uuid = $1 AND lifecycle_stage = 'active') \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(param.key.as_str())
+    .bind(param.value.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        require_active_run(&mut conn, run_id).await?;
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
+                .bind(run_id)
+                .bind(param.key.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        match old {
+            Some(old) if old != param.value => {
+                return Err(param_conflict(run_id, &param.key, &old, &param.value));
+            }
+            Some(_) => {}
+            None => {
+                return Err(RegistryError::Internal(format!(
+                    "param {} of run {run_id} was neither written nor found",
+                    param.key
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn set_tag(s: &SqlStore, run_id: &str, tag: RunTag) -> Result<()> {
+    validation::validate_run_tag(&tag, "")?;
+    let mut tx = s.begin().await?;
+    require_active_run(&mut tx, run_id).await?;
+    insert_tags(&mut tx, run_id, std::slice::from_ref(&tag)).await?;
+    if tag.key == TAG_RUN_NAME {
+        sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
+            .bind(tag.value.as_str())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn delete_tag(s: &SqlStore, run_id: &str, key: &str) -> Result<()> {
+    let mut tx = s.begin().await?;
+    require_active_run(&mut tx, run_id).await?;
+    let n = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+        .bind(run_id)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(RegistryError::not_found(format!(
+            "No tag with name: {key} in run with id {run_id}"
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn log_batch(
+    s: &SqlStore,
+    run_id: &str,
+    metrics: Vec<Metric>,
+    params: Vec<Param>,
+    tags: Vec<RunTag>,
+) -> Result<()> {
+    validation::validate_batch(&metrics, &params, &tags)?;
+    let mut tx = s.begin().await?;
+    require_active_run(&mut tx, run_id).await?;
+    if !params.is_empty() {
+        let mut sql = Sql::default();
+        let r = sql.arg(run_id);
+        let keys = sql.list(params.iter().map(|p| p.key.as_str()));
+        sql.text =
+            format!("SELECT key, value FROM params WHERE run_uuid = {r} AND key IN ({keys})");
+        let existing: HashMap<String, String> = sql
+            .query()
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("key")?, row.try_get("value")?)))
+            .collect::<Result<_>>()?;
+        let mut conflicts = Vec::new();
+        let mut new = Vec::new();
+        for p in &params {
+            match existing.get(&p.key) {
+                Some(old) if *old != p.value => conflicts.push(format!(
+                    "{{'key': '{}', 'old_value': '{old}', 'new_value': '{}'}}",
+                    p.key, p.value
+                )),
+                Some(_) => {}
+                None => new.push(p),
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(RegistryError::invalid(format!(
+                "Changing param values is not allowed. Params were already logged='[{}]' for run \
+                 ID='{run_id}'.",
+                conflicts.join(", ")
+            )));
+        }
+        if !new.is_empty() {
+            let mut sql = Sql::default();
+            let mut values = Vec::with_capacity(new.len());
+            for p in new {
+                let (a, b, c) = (
+                    sql.arg(run_id),
+                    sql.arg(p.key.as_str()),
+                    sql.arg(p.value.as_str()),
+                );
+                values.push(format!("({a}, {b}, {c})"));
+            }
+            sql.text = format!(
+                "INSERT INTO params (run_uuid, key, value) VALUES {}",
+                values.join(", ")
+            );
+            sql.query().execute(&mut *tx).await?;
+        }
+    }
+    insert_metrics(&mut tx, run_id, &metrics).await?;
+    if !tags.is_empty() {
+        let mut dedup: Vec<RunTag> = Vec::with_capacity(tags.len());
+        for t in tags {
+            if let Some(e) = dedup.iter_mut().find(|e| e.key == t.key) {
+                e.value = t.value;
+            } else {
+                dedup.push(t);
+            }
+        }
+        insert_tags(&mut tx, run_id, &dedup).await?;
+        if let Some(t) = dedup.iter().find(|t| t.key == TAG_RUN_NAME) {
+            sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
+                .bind(t.value.as_str())
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn log_inputs(
+    s: &SqlStore,
+    run_id: &str,
+    datasets: Vec<DatasetInput>,
+    models: Vec<ModelInput>,
+) -> Result<()> {
+    for d in &datasets {
+        validation::validate_dataset_input(d)?;
+    }
+    let mut tx = s.begin().await?;
+    let exp_id = require_active_run(&mut tx, run_id).await?;
+    for input in &datasets {
+        let d = &input.dataset;
+        sqlx::query(
+            "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, \
+             schema, profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+        )
+        .bind(new_hex_id())
+        .bind(exp_id)
+        .bind(d.name.as_str())
+        .bind(d.digest.as_str())
+        .bind(d.source_type.as_str())
+        .bind(d.source.as_str())
+        .bind(d.schema.as_deref())
+        .bind(d.profile.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        let duuid: String = sqlx::query_scalar(
+            "SELECT dataset_uuid FROM datasets WHERE experiment_id = $1 AND name = $2 AND \
+             digest = $3",
+        )
+        .bind(exp_id)
+        .bind(d.name.as_str())
+        .bind(d.digest.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO run_dataset_inputs (run_uuid, dataset_uuid, seq) VALUES ($1, $2, \
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_dataset_inputs WHERE run_uuid = $1)) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(duuid.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for t in &input.tags {
+            sqlx::query(
+                "INSERT INTO input_tags (run_uuid, dataset_uuid, key, value) VALUES ($1, $2, $3, \
+                 $4) ON CONFLICT (run_uuid, dataset_uuid, key) DO UPDATE SET value = \
+                 excluded.value",
+            )
+            .bind(run_id)
+            .bind(duuid.as_str())
+            .bind(t.key.as_str())
+            .bind(t.value.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    for m in &models {
+        sqlx::query(
+            "INSERT INTO run_models (run_uuid, direction, model_id, step) VALUES ($1, 'input', \
+             $2, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(m.model_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn log_outputs(
+    s: &SqlStore,
+    run_id: &str,
+    models: Vec<ModelOutput>,
+) -> Result<()> {
+    let mut tx = s.begin().await?;
+    require_active_run(&mut tx, run_id).await?;
+    for m in &models {
+        sqlx::query(
+            "INSERT INTO run_models (run_uuid, direction, model_id, step) VALUES ($1, 'output', \
+             $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(m.model_id.as_str())
+        .bind(m.step)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn get_metric_history(
+    s: &SqlStore,
+    run_id: &str,
+    key: &str,
+    max_results: Option<i64>,
+    page_token: Option<&str>,
+) -> Result<Page<Metric>> {
+    let offset = search::parse_page_token(page_token)?;
+    let limit = match max_results {
+        Some(n) if n < 1 => {
+            return Err(RegistryError::invalid(format!(
+                "Invalid value for max_results. It must be a positive integer, but got {n}"
+            )));
+        }
+        Some(n) => Some(n),
+        None => None,
+    };
+    let mut conn = s.read.acquire().await?;
+    run_state(&mut conn, run_id).await?;
+    let rows = sqlx::query(
+        "SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+         FROM metrics WHERE run_uuid = $1 AND key = $2 ORDER BY timestamp, step, value \
+         LIMIT $3 OFFSET $4",
+    )
+    .bind(run_id)
+    .bind(key)
+    .bind(limit.map_or(i64::MAX, |n| n + 1))
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut items = rows
+        .iter()
+        .map(|r| {
+            Ok(Metric {
+                key: r.try_get("key")?,
+                value: stored_value(r.try_get("value")?, r.try_get("is_nan")?),
+                timestamp: r.try_get("timestamp")?,
+                step: r.try_get("step")?,
+                dataset_name: r.try_get("dataset_name")?,
+                dataset_digest: r.try_get("dataset_digest")?,
+                model_id: r.try_get("model_id")?,
+                run_id: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let next = match limit {
+        Some(n) if items.len() as i64 > n => {
+            items.truncate(n as usize);
+            Some(search::page_token(offset + n))
+        }
+        _ => None,
+    };
+    Ok(Page {
+        items,
+        next_page_token: next,
+    })
+}
+
+/// The column of a run attribute usable in filters and ordering, and whether it is numeric.
+fn run_attribute(key: &str) -> Option<(&'static str, bool)> {
+    Some(match key {
+        "run_id" | "run_uuid" => ("r.run_uuid", false),
+        "run_name" | "run name" | "Run name" | "Run Name" => ("r.name", false),
+        "status" => ("r.status", false),
+        "user_id" => ("r.user_id", false),
+        "artifact_uri" => ("r.artifact_uri", false),
+        "lifecycle_stage" => ("r.lifecycle_stage", false),
+        "start_time" | "created" | "Created" => ("r.start_time", true),
+        "end_time" => ("r.end_time", true),
+        "experiment_id" => ("r.experiment_id", true),
+        _ => return None,
+    })
+}
+
+fn run_condition(sql: &mut Sql, backend: Backend, f: &search::Comparison) -> Result<String> {
+    let key = f.key.as_str();
+    match f.kind {
+        KeyKind::Metric => {
+            if matches!(f.value, search::Value::Str(_) | search::Value::List(_)) {
+                return Err(RegistryError::invalid(format!(
+                    "Expected numeric value type for metric '{key}'"
+                )));
+            }
+            let k = sql.arg(key);
+            let c = cond::number(sql, "m.value", key, f.op, &f.value)?;
+            Ok(format!(
+                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND \
+                 m.key = {k} AND m.is_nan = 0 AND {c})"
+            ))
+        }
+        KeyKind::Param | KeyKind::Tag => {
+            if matches!(f.value, search::Value::Num(_)) {
+                return Err(RegistryError::invalid(format!(
+                    "Parameter or tag value for '{key}' must be a quoted string"
+                )));
+            }
+            let table = if f.kind == KeyKind::Param {
+                "params"
+            } else {
+                "tags"
+            };
+            cond::key_value(
+                sql,
+                backend,
+                table,
+                "run_uuid",
+                "r.run_uuid",
+                key,
+                f.op,
+                &f.value,
+            )
+        }
+        KeyKind::Attribute => {
+            let Some((col, numeric)) = run_attribute(key) else {
+                return Err(RegistryError::invalid(format!(
+                    "Invalid attribute key '{key}' specified. Valid keys are run_id, run_name, \
+                     status, user_id, artifact_uri, start_time, end_time, created"
+                )));
+            };
+            if numeric {
+                cond::number(sql, col, key, f.op, &f.value)
+            } else {
+                cond::string(sql, backend, col, key, f.op, &f.value)
+            }
+        }
+        KeyKind::Dataset => {
+            let inner = match key {
+                "name" | "digest" => {
+                    let c = cond::string(sql, backend, &format!("d.{key}"), key, f.op, &f.value)?;
+                    format!(
+                        "SELECT 1 FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = \
+                         i.dataset_uuid WHERE i.run_uuid = r.run_uuid AND {c}"
+                    )
+                }
+                "context" => {
+                    let k = sql.arg(TAG_DATASET_CONTEXT);
+                    let c = cond::string(sql, backend, "t.value", key, f.op, &f.value)?;
+                    format!(
+                        "SELECT 1 FROM input_tags t WHERE t.run_uuid = r.run_uuid AND t.key = \
+                         {k} AND {c}"
+                    )
+                }
+                _ => {
+                    return Err(RegistryError::invalid(format!(
+                        "Invalid dataset key '{key}' specified. Valid keys are name, digest, \
+                         context"
+                    )));
+                }
+            };
+            Ok(format!("EXISTS ({inner})"))
+        }
+    }
+}
+
+pub(super) async fn search_runs(s: &SqlStore, req: SearchRuns) -> Result<Page<Run>> {
+    let limit = search::page_size(req.max_results, 1000, validation::MAX_RUNS_PER_PAGE)?;
+    let offset = search::parse_page_token(req.page_token.as_deref())?;
+    let filters = search::parse_filter(req.filter.as_deref())?;
+    let order = search::parse_order_by_list(&req.order_by)?;
+    if req.experiment_ids.is_empty() {
+        return Ok(Page {
+            items: Vec::new(),
+            next_page_token: None,
+        });
+    }
+    let exp_ids: Vec<i64> = req
+        .experiment_ids
+        .iter()
+        .map(|e| parse_experiment_id(e))
+        .collect::<Result<_>>()?;
+
+    let mut sql = Sql::default();
+    // Ordering joins come first in the text, so their placeholders are numbered first.
+    let mut joins = String::new();
+    let mut order_sql = Vec::new();
+    let mut by_start_time = false;
+    for (i, o) in order.iter().enumerate() {
+        let dir = if o.ascending { "ASC" } else { "DESC" };
+        match o.kind {
+            KeyKind::Metric => {
+                let k = sql.arg(o.key.as_str());
+                joins.push_str(&format!(
+                    " LEFT JOIN latest_metrics o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {k}"
+                ));
+                order_sql.push(format!(
+                    "CASE WHEN o{i}.is_nan = 1 THEN 1 WHEN o{i}.value IS NULL THEN 2 ELSE 0 END"
+                ));
+                order_sql.push(format!("o{i}.value {dir}"));
+            }
+            KeyKind::Param | KeyKind::Tag => {
+                let table = if o.kind == KeyKind::Param {
+                    "params"
+                } else {
+                    "tags"
+                };
+                let k = sql.arg(o.key.as_str());
+                joins.push_str(&format!(
+                    " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {k}"
+                ));
+                order_sql.push(format!("CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END"));
+                order_sql.push(format!("o{i}.value {dir}"));
+            }
+            KeyKind::Attribute => {
+                let Some((col, _)) = run_attribute(&o.key) else {
+                    return Err(RegistryError::invalid(format!(
+                        "Invalid order_by key '{}'",
+                        o.key
+                    )));
+                };
+                if col == "r.start_time" {
+                    by_start_time = true;
+                }
+                order_sql.push(format!("CASE WHEN {col} IS NULL THEN 1 ELSE 0 END"));
+                order_sql.push(format!("{col} {dir}"));
+            }
+            KeyKind::Dataset => {
+                return Err(RegistryError::invalid(format!(
+                    "Invalid order_by key 'datasets.{}'",
+                    o.key
+                )));
+            }
+        }
+    }
+    if !by_start_time {
+        order_sql.push("r.start_time DESC".into());
+    }
+    order_sql.push("r.run_uuid ASC".into());
+
+    let exps = sql.list(exp_ids);
+    let mut conds = vec![
+        format!("r.experiment_id IN ({exps})"),
+        lifecycle_condition(req.run_view_type.unwrap_or_default(), "r.lifecycle_stage"),
+    ];
+    for f in &filters {
+        conds.push(run_condition(&mut sql, s.backend, f)?);
+    }
+    let lim = sql.arg(limit + 1);
+    let off = sql.arg(offset);
+    sql.text = format!(
+        "SELECT r.run_uuid FROM runs r{joins} WHERE {} ORDER BY {} LIMIT {lim} OFFSET {off}",
+        conds.join(" AND "),
+        order_sql.join(", ")
+    );
+    let mut conn = s.read.acquire().await?;
+    let mut ids: Vec<String> = sql
+        .query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("run_uuid"))
+        .collect::<std::result::Result<_, _>>()?;
+    let next = if ids.len() as i64 > limit {
+        ids.truncate(limit as usize);
+        Some(search::page_token(offset + limit))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: load_runs(&mut conn, &ids).await?,
+        next_page_token: next,
+    })
+}
