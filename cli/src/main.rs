@@ -1,6 +1,7 @@
 //! `cerulean`: the one binary of the Cerulean platform.
 
 mod models;
+mod registry_cli;
 mod serve;
 mod settings;
 
@@ -27,11 +28,33 @@ enum Command {
     Up(serve::ServeArgs),
     /// Serve a Triton-layout model repository over KServe v2 (REST and gRPC).
     Serve(serve::ServeArgs),
-    /// Prebuilt models: fetch and list.
+    /// Models: fetch and list the prebuilt ones, list a registered model's versions.
     Models {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Point an alias (e.g. `champion`) at a model version, recording why.
+    Promote(registry_cli::PromoteArgs),
+}
+
+/// Runs a registry call to completion, mapping its failure to the documented exit codes.
+fn block_on(
+    call: impl std::future::Future<Output = Result<(), cerulean_registry::client::ClientError>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(call) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => registry_cli::failure(&err),
+    }
 }
 
 fn main() -> ExitCode {
@@ -46,7 +69,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => serve::run(cli.config.as_deref(), args, true),
         Command::Serve(args) => serve::run(cli.config.as_deref(), args, false),
-        Command::Models { command } => models::run(command),
+        Command::Models { command } => return models::run(command),
+        Command::Promote(args) => {
+            return block_on(async move { registry_cli::promote(&args).await });
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

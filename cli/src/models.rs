@@ -1,5 +1,7 @@
 //! `cerulean models pull|list`.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use cerulean_models::{EntryStatus, ModelStore, ProgressMode, PullOptions};
 use clap::Subcommand;
@@ -21,12 +23,24 @@ pub enum ModelsCommand {
     },
     /// Show every manifest entry, whether it is installed, and its licences.
     List,
+    /// List a registered model's versions, with their stages, aliases and runs.
+    Versions {
+        /// The registered model.
+        name: String,
+        #[command(flatten)]
+        target: crate::registry_cli::RegistryTarget,
+    },
 }
 
 /// Runs a `models` subcommand.
-pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
+pub fn run(command: ModelsCommand) -> ExitCode {
     let store = ModelStore::from_env();
-    match command {
+    let result = match command {
+        ModelsCommand::Versions { name, target } => {
+            return crate::block_on(
+                async move { crate::registry_cli::versions(&name, &target).await },
+            );
+        }
         ModelsCommand::Pull {
             names,
             force,
@@ -35,6 +49,13 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::List => {
             list(&store);
             Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -3,6 +3,7 @@
 //! storage.
 pub mod artifacts;
 pub mod auth;
+pub mod client;
 pub mod entities;
 pub mod error;
 pub mod events;
