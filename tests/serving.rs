@@ -61,7 +61,7 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value
 async fn rest_and_grpc_agree_and_errors_are_clear() {
     let (server, _repo) = fixture_server(&["--http-body-limit", "65536"]);
     let base = server.base_url();
-    let client = reqwest::Client::new();
+    let client = common::http_client();
 
     let (status, json_out) = post(
         &client,
@@ -177,7 +177,7 @@ async fn rest_and_grpc_agree_and_errors_are_clear() {
 #[tokio::test(flavor = "multi_thread")]
 async fn model_control_can_be_switched_off() {
     let (server, _repo) = fixture_server(&["--no-model-control"]);
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let (status, body) = post(
         &client,
         format!("{}/v2/repository/models/simple/unload", server.base_url()),
@@ -205,7 +205,7 @@ async fn model_control_can_be_switched_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_report_histograms_per_model() {
     let (server, _repo) = fixture_server(&[]);
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     for _ in 0..3 {
         let (status, _) = post(
             &client,
@@ -298,7 +298,7 @@ async fn candle_models_are_served() {
         &["--model-repository", repo.path().to_str().unwrap()],
         &[],
     );
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let metadata: Value = client
         .get(format!("{}/v2/models/pets", server.base_url()))
         .send()
@@ -382,7 +382,7 @@ async fn abandoned_requests_are_skipped_and_full_queues_refuse() {
         &[],
     );
     let base = server.base_url();
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let infer_url = format!("{base}/v2/models/slow/infer");
     let before = slow_executions(&client, &base).await;
     // Bodies are built before the timeline starts, so every request reaches the server at once.

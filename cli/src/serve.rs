@@ -97,6 +97,7 @@ pub fn run(config: Option<&Path>, args: ServeArgs, up: bool) -> anyhow::Result<(
         backend: BackendOptions {
             intra_op_threads: args.intra_op_threads.or(file.intra_op_threads).unwrap_or(1),
             inter_op_threads: args.inter_op_threads.or(file.inter_op_threads).unwrap_or(1),
+            allow_spinning: false,
             onnxruntime_library: args
                 .onnxruntime_library
                 .clone()

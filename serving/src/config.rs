@@ -52,7 +52,7 @@ pub struct ModelSettings {
 }
 
 /// The backend options a configuration asks for, using the parameter names of Triton's ONNX Runtime
-/// backend (`intra_op_thread_count`, `inter_op_thread_count`).
+/// backend (`intra_op_thread_count`, `inter_op_thread_count`) and `allow_spinning`.
 pub fn backend_options(config: &ModelConfig, defaults: &ModelDefaults) -> Result<BackendOptions> {
     let mut options = defaults.backend.clone();
     let threads = |key: &str| -> Result<Option<usize>> {
@@ -74,6 +74,17 @@ pub fn backend_options(config: &ModelConfig, defaults: &ModelDefaults) -> Result
     }
     if let Some(n) = threads("inter_op_thread_count")? {
         options.inter_op_threads = n.max(1);
+    }
+    if let Some(p) = config.parameters.get("allow_spinning") {
+        options.allow_spinning = match p.string_value.trim() {
+            "1" | "true" | "on" => true,
+            "0" | "false" | "off" => false,
+            other => {
+                return Err(ServingError::Unavailable(format!(
+                    "parameter 'allow_spinning' must be true or false, not '{other}'"
+                )));
+            }
+        };
     }
     Ok(options)
 }
@@ -380,11 +391,13 @@ mod tests {
                dynamic_batching { max_queue_delay_microseconds: 500 preferred_batch_size: [ 4 ]
                                   default_queue_policy { max_queue_size: 7 } }
                instance_group [ { count: 2 kind: KIND_CPU } ]
-               parameters { key: "intra_op_thread_count" value: { string_value: "2" } }"#,
+               parameters { key: "intra_op_thread_count" value: { string_value: "2" } }
+               parameters { key: "allow_spinning" value: { string_value: "true" } }"#,
         )
         .unwrap();
         let options = backend_options(&config, &ModelDefaults::default()).unwrap();
         assert_eq!(options.intra_op_threads, 2);
+        assert!(options.allow_spinning);
         let (config, settings) =
             complete(config, "mlp", &batchable(), &ModelDefaults::default()).unwrap();
         assert_eq!(

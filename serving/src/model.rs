@@ -173,17 +173,25 @@ impl LoadedModel {
     async fn infer_inner(&self, request: InferRequest) -> Result<InferResponse> {
         let (inputs, rows) = self.order_inputs(request.inputs)?;
         let selected = self.select_outputs(&request.outputs)?;
-        let (reply, receiver) = oneshot::channel();
-        self.scheduler.submit(Job {
-            inputs,
-            rows,
-            enqueued: Instant::now(),
-            reply,
-        })?;
-        let output = receiver.await.map_err(|_| {
-            ServingError::Unavailable("the model stopped before answering".to_string())
-        })??;
-        let mut outputs: Vec<Option<Tensor>> = output.outputs.into_iter().map(Some).collect();
+        let outputs = match self.scheduler.try_execute_inline(&inputs, rows) {
+            Some(result) => result?,
+            None => {
+                let (reply, receiver) = oneshot::channel();
+                self.scheduler.submit(Job {
+                    inputs,
+                    rows,
+                    enqueued: Instant::now(),
+                    reply,
+                })?;
+                receiver
+                    .await
+                    .map_err(|_| {
+                        ServingError::Unavailable("the model stopped before answering".to_string())
+                    })??
+                    .outputs
+            }
+        };
+        let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
         let outputs = match selected {
             Some(indices) => indices
                 .into_iter()

@@ -5,8 +5,10 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use tokio::sync::oneshot;
@@ -75,10 +77,105 @@ impl Job {
     }
 }
 
+/// Executions cheaper than this may run on the caller's thread when nothing else is waiting: handing
+/// such a request to a worker thread and back costs more than computing it.
+const INLINE_COMPUTE_LIMIT: Duration = Duration::from_micros(100);
+
+/// What the scheduler handle and its workers share.
+struct Shared {
+    signature: Arc<Signature>,
+    policy: BatchingPolicy,
+    stats: Arc<ModelStats>,
+    metrics: ModelMetrics,
+    /// Instances not running anything; a worker (or the inline path) takes one per execution.
+    idle: Mutex<Vec<Box<dyn BackendInstance>>>,
+    returned: Condvar,
+    /// A moving average of one execution's compute time in ns; `u64::MAX` before the first one.
+    compute_ns: AtomicU64,
+}
+
+impl Shared {
+    fn take_instance(&self) -> Box<dyn BackendInstance> {
+        let mut idle = self.idle.lock();
+        loop {
+            if let Some(instance) = idle.pop() {
+                return instance;
+            }
+            self.returned.wait(&mut idle);
+        }
+    }
+
+    fn give_back(&self, instance: Box<dyn BackendInstance>) {
+        self.idle.lock().push(instance);
+        self.returned.notify_one();
+    }
+
+    /// Runs one execution over the inputs of `jobs` (each the request's tensors and its rows) and
+    /// splits the outputs back per job. Records the execution's statistics.
+    fn execute(
+        &self,
+        instance: &mut dyn BackendInstance,
+        jobs: &[(&[Tensor], usize)],
+    ) -> (Result<Vec<Vec<Tensor>>>, ExecutionTimes) {
+        let rows: usize = jobs.iter().map(|(_, r)| r).sum();
+        let batched = self.policy.max_batch_size > 0;
+        let gather_start = Instant::now();
+        let inputs: Vec<BatchInput<'_>> = self
+            .signature
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let mut shape = jobs[0].0[i].shape.clone();
+                if batched {
+                    shape[0] = rows as i64;
+                }
+                BatchInput {
+                    spec,
+                    shape,
+                    parts: jobs.iter().map(|(inputs, _)| &inputs[i].data[..]).collect(),
+                }
+            })
+            .collect();
+        let compute_input = gather_start.elapsed();
+        let infer_start = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| instance.execute(&inputs)))
+            .unwrap_or_else(|_| Err(ServingError::Internal("the backend panicked".to_string())));
+        drop(inputs);
+        let compute_infer = infer_start.elapsed();
+        let output_start = Instant::now();
+        let split = result.and_then(|outputs| {
+            if jobs.len() > 1 {
+                split_outputs(outputs, jobs)
+            } else {
+                Ok(vec![outputs])
+            }
+        });
+        let times = ExecutionTimes {
+            compute_input,
+            compute_infer,
+            compute_output: output_start.elapsed(),
+        };
+        self.stats.record_execution(rows as u64, times);
+        self.metrics
+            .record_execution(rows as u64, compute_input + compute_infer);
+        let sample = (compute_input + compute_infer).as_nanos() as u64;
+        let previous = self.compute_ns.load(Ordering::Relaxed);
+        let average = if previous == u64::MAX {
+            sample
+        } else {
+            (previous * 7 + sample) / 8
+        };
+        self.compute_ns.store(average, Ordering::Relaxed);
+        (split, times)
+    }
+}
+
 /// A model version's queue and workers.
 pub struct Scheduler {
     sender: Sender<Job>,
-    workers: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    workers: usize,
 }
 
 impl Scheduler {
@@ -92,28 +189,34 @@ impl Scheduler {
         metrics: ModelMetrics,
     ) -> Result<Scheduler> {
         let (sender, receiver) = crossbeam_channel::bounded(policy.queue_capacity.max(1));
-        let workers = instances
-            .into_iter()
-            .enumerate()
-            .map(|(i, instance)| {
-                let worker = Worker {
-                    instance,
-                    receiver: receiver.clone(),
-                    signature: signature.clone(),
-                    policy: policy.clone(),
-                    stats: stats.clone(),
-                    metrics: metrics.clone(),
-                    held: None,
-                };
-                std::thread::Builder::new()
-                    .name(format!("{label}#{i}"))
-                    .spawn(move || worker.run())
-                    .map_err(|e| {
-                        ServingError::Internal(format!("cannot start a worker thread: {e}"))
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Scheduler { sender, workers })
+        let workers = instances.len();
+        let shared = Arc::new(Shared {
+            signature,
+            policy,
+            stats,
+            metrics,
+            idle: Mutex::new(instances),
+            returned: Condvar::new(),
+            compute_ns: AtomicU64::new(u64::MAX),
+        });
+        for i in 0..workers {
+            let worker = Worker {
+                receiver: receiver.clone(),
+                shared: shared.clone(),
+                held: None,
+            };
+            std::thread::Builder::new()
+                .name(format!("{label}#{i}"))
+                .spawn(move || worker.run())
+                .map_err(|e| {
+                    ServingError::Internal(format!("cannot start a worker thread: {e}"))
+                })?;
+        }
+        Ok(Scheduler {
+            sender,
+            shared,
+            workers,
+        })
     }
 
     /// Queues a job, or refuses it at once when the queue is full.
@@ -130,6 +233,30 @@ impl Scheduler {
         }
     }
 
+    /// Runs a request on the calling thread, when that is cheaper than queueing it and batching could
+    /// not gain anything: the model computes in under [`INLINE_COMPUTE_LIMIT`], its batching does not
+    /// wait (`max_queue_delay` is zero), the queue is empty and an instance is idle. Returns `None`
+    /// (having done nothing) otherwise.
+    pub fn try_execute_inline(
+        &self,
+        inputs: &[Tensor],
+        rows: usize,
+    ) -> Option<Result<Vec<Tensor>>> {
+        let shared = &self.shared;
+        if shared.compute_ns.load(Ordering::Relaxed) > INLINE_COMPUTE_LIMIT.as_nanos() as u64
+            || !shared.policy.max_queue_delay.is_zero()
+            || !self.sender.is_empty()
+        {
+            return None;
+        }
+        let mut instance = shared.idle.lock().pop()?;
+        let (result, times) = shared.execute(instance.as_mut(), &[(inputs, rows)]);
+        shared.give_back(instance);
+        shared.stats.record_request_compute(Duration::ZERO, times);
+        shared.metrics.record_queue(Duration::ZERO);
+        Some(result.map(|mut per_job| per_job.pop().unwrap_or_default()))
+    }
+
     /// Requests currently waiting.
     pub fn queue_depth(&self) -> usize {
         self.sender.len()
@@ -137,18 +264,14 @@ impl Scheduler {
 
     /// How many worker threads (model instances) serve this queue.
     pub fn instance_count(&self) -> usize {
-        self.workers.len()
+        self.workers
     }
 }
 
-/// One instance's loop.
+/// One worker thread's loop.
 struct Worker {
-    instance: Box<dyn BackendInstance>,
     receiver: Receiver<Job>,
-    signature: Arc<Signature>,
-    policy: BatchingPolicy,
-    stats: Arc<ModelStats>,
-    metrics: ModelMetrics,
+    shared: Arc<Shared>,
     /// A job taken from the queue that did not fit the previous batch; it leads the next one.
     held: Option<Job>,
 }
@@ -158,8 +281,10 @@ impl Worker {
         // The loop ends when the scheduler is dropped and the queue is drained, so requests already
         // accepted are always answered.
         while let Some(batch) = self.next_batch() {
-            self.metrics.set_queue_depth(self.receiver.len());
-            self.execute(batch);
+            self.shared.metrics.set_queue_depth(self.receiver.len());
+            let mut instance = self.shared.take_instance();
+            self.execute(instance.as_mut(), batch);
+            self.shared.give_back(instance);
         }
     }
 
@@ -179,12 +304,13 @@ impl Worker {
     fn next_batch(&mut self) -> Option<Vec<Job>> {
         let first = self.next_live_job()?;
         let mut rows = first.rows;
-        let deadline = first.enqueued + self.policy.max_queue_delay;
+        let policy = &self.shared.policy;
+        let deadline = first.enqueued + policy.max_queue_delay;
         let mut batch = vec![first];
-        if self.policy.max_batch_size == 0 {
+        if policy.max_batch_size == 0 {
             return Some(batch);
         }
-        let target = self.policy.target_batch_size();
+        let target = policy.target_batch_size();
         while rows < target {
             let next = match self.receiver.try_recv() {
                 Ok(job) => job,
@@ -197,7 +323,7 @@ impl Worker {
             if next.reply.is_closed() {
                 continue;
             }
-            if rows + next.rows > self.policy.max_batch_size || !batch[0].batches_with(&next) {
+            if rows + next.rows > policy.max_batch_size || !batch[0].batches_with(&next) {
                 self.held = Some(next);
                 break;
             }
@@ -207,56 +333,17 @@ impl Worker {
         Some(batch)
     }
 
-    fn execute(&mut self, batch: Vec<Job>) {
+    fn execute(&self, instance: &mut dyn BackendInstance, batch: Vec<Job>) {
         let started = Instant::now();
-        let rows: usize = batch.iter().map(|j| j.rows).sum();
-        let batched = self.policy.max_batch_size > 0;
-        let gather_start = Instant::now();
-        let inputs: Vec<BatchInput<'_>> = self
-            .signature
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                let mut shape = batch[0].inputs[i].shape.clone();
-                if batched {
-                    shape[0] = rows as i64;
-                }
-                BatchInput {
-                    spec,
-                    shape,
-                    parts: batch.iter().map(|j| &j.inputs[i].data[..]).collect(),
-                }
-            })
-            .collect();
-        let compute_input = gather_start.elapsed();
-        let infer_start = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.instance.execute(&inputs)))
-            .unwrap_or_else(|_| Err(ServingError::Internal("the backend panicked".to_string())));
-        drop(inputs);
-        let compute_infer = infer_start.elapsed();
-        let output_start = Instant::now();
-        let split = result.and_then(|outputs| {
-            if batched && batch.len() > 1 {
-                split_outputs(outputs, &batch)
-            } else {
-                Ok(vec![outputs])
-            }
-        });
-        let times = ExecutionTimes {
-            compute_input,
-            compute_infer,
-            compute_output: output_start.elapsed(),
-        };
-        self.stats.record_execution(rows as u64, times);
-        self.metrics
-            .record_execution(rows as u64, compute_input + compute_infer);
+        let jobs: Vec<(&[Tensor], usize)> = batch.iter().map(|j| (&j.inputs[..], j.rows)).collect();
+        let (split, times) = self.shared.execute(instance, &jobs);
+        drop(jobs);
         match split {
             Ok(per_job) => {
                 for (job, outputs) in batch.into_iter().zip(per_job) {
                     let queue_time = started.saturating_duration_since(job.enqueued);
-                    self.stats.record_request_compute(queue_time, times);
-                    self.metrics.record_queue(queue_time);
+                    self.shared.stats.record_request_compute(queue_time, times);
+                    self.shared.metrics.record_queue(queue_time);
                     let _ = job.reply.send(Ok(JobOutput {
                         outputs,
                         queue_time,
@@ -273,8 +360,8 @@ impl Worker {
 }
 
 /// Splits each batched output along its first dimension, in the batch's row order.
-fn split_outputs(outputs: Vec<Tensor>, batch: &[Job]) -> Result<Vec<Vec<Tensor>>> {
-    let total_rows: usize = batch.iter().map(|j| j.rows).sum();
+fn split_outputs(outputs: Vec<Tensor>, batch: &[(&[Tensor], usize)]) -> Result<Vec<Vec<Tensor>>> {
+    let total_rows: usize = batch.iter().map(|(_, rows)| rows).sum();
     let mut per_job: Vec<Vec<Tensor>> = batch
         .iter()
         .map(|_| Vec::with_capacity(outputs.len()))
@@ -288,16 +375,16 @@ fn split_outputs(outputs: Vec<Tensor>, batch: &[Job]) -> Result<Vec<Vec<Tensor>>
         }
         let offsets = row_offsets(&output, total_rows)?;
         let mut row = 0;
-        for (job, outs) in batch.iter().zip(per_job.iter_mut()) {
+        for ((_, rows), outs) in batch.iter().zip(per_job.iter_mut()) {
             let mut shape = output.shape.clone();
-            shape[0] = job.rows as i64;
+            shape[0] = *rows as i64;
             outs.push(Tensor {
                 name: output.name.clone(),
                 datatype: output.datatype,
                 shape,
-                data: output.data.slice(offsets[row]..offsets[row + job.rows]),
+                data: output.data.slice(offsets[row]..offsets[row + rows]),
             });
-            row += job.rows;
+            row += rows;
         }
     }
     Ok(per_job)
@@ -498,6 +585,34 @@ mod tests {
             2,
             "the three cancelled jobs never ran"
         );
+    }
+
+    #[test]
+    fn cheap_requests_run_inline_when_the_model_is_idle() {
+        let policy = BatchingPolicy {
+            max_batch_size: 8,
+            max_queue_delay: Duration::ZERO,
+            preferred_batch_sizes: vec![],
+            queue_capacity: 16,
+        };
+        let (scheduler, executions) = scheduler(policy, Duration::ZERO);
+        let input = || {
+            let data: Vec<u8> = [3f32, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+            vec![Tensor::new("x", DataType::Fp32, vec![1, 2], Bytes::from(data)).unwrap()]
+        };
+        assert!(
+            scheduler.try_execute_inline(&input(), 1).is_none(),
+            "the model's cost is unknown before its first execution"
+        );
+        let (job, rx) = job([1.0, 1.0]);
+        scheduler.submit(job).unwrap();
+        rx.blocking_recv().unwrap().unwrap();
+        let outputs = scheduler
+            .try_execute_inline(&input(), 1)
+            .expect("a cheap model runs inline when idle")
+            .unwrap();
+        assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
+        assert_eq!(executions.lock().unwrap().len(), 2);
     }
 
     #[test]

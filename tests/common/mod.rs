@@ -40,6 +40,12 @@ fn dirs_home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
 }
 
+/// An HTTP client (rustls needs its crypto provider installed first).
+pub fn http_client() -> reqwest::Client {
+    cerulean_registry::install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -66,6 +66,9 @@ pub struct BackendOptions {
     pub intra_op_threads: usize,
     /// Threads ONNX Runtime uses across operators.
     pub inter_op_threads: usize,
+    /// Whether ONNX Runtime's idle threads spin waiting for work. Off by default: on a small machine
+    /// a spinning thread takes a core from the network threads that feed it.
+    pub allow_spinning: bool,
     /// The ONNX Runtime shared library, when ONNX models are to be served.
     pub onnxruntime_library: Option<PathBuf>,
 }
@@ -75,6 +78,7 @@ impl Default for BackendOptions {
         BackendOptions {
             intra_op_threads: 1,
             inter_op_threads: 1,
+            allow_spinning: false,
             onnxruntime_library: None,
         }
     }

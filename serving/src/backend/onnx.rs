@@ -87,6 +87,10 @@ fn new_session(path: &Path, options: &BackendOptions) -> Result<Session> {
         .map_err(|e| fail(&e))?
         .with_inter_threads(options.inter_op_threads.max(1))
         .map_err(|e| fail(&e))?
+        .with_intra_op_spinning(options.allow_spinning)
+        .map_err(|e| fail(&e))?
+        .with_inter_op_spinning(options.allow_spinning)
+        .map_err(|e| fail(&e))?
         .commit_from_file(path)
         .map_err(|e| fail(&e))
 }
