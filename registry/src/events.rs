@@ -112,6 +112,11 @@ impl EventKind {
 pub struct Envelope {
     /// Increases by one per event.
     pub sequence: u64,
+    /// For an alias move, its id in the store's alias history ([`crate::entities::AliasEvent`]'s
+    /// `id`): a follower that reconnects passes the last one it saw as `since_alias_event` to the
+    /// watch stream and misses nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_event_id: Option<i64>,
     /// The event.
     #[serde(flatten)]
     pub event: RegistryEvent,
@@ -135,8 +140,15 @@ impl EventBus {
 
     /// Publishes an event to everyone listening now.
     pub fn publish(&self, event: RegistryEvent) {
+        self.publish_with_alias_event_id(event, None);
+    }
+
+    /// Publishes an event that the store recorded in its alias history under `alias_event_id`
+    /// (an alias move), so followers can resume from it.
+    pub fn publish_with_alias_event_id(&self, event: RegistryEvent, alias_event_id: Option<i64>) {
         let envelope = Envelope {
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            alias_event_id,
             event,
         };
         // No receivers is fine: nobody is watching.
@@ -329,6 +341,7 @@ mod tests {
     fn events_serialise_with_their_type() {
         let json = serde_json::to_value(Envelope {
             sequence: 3,
+            alias_event_id: None,
             event: alias_event("2"),
         })
         .unwrap();

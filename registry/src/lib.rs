@@ -7,6 +7,8 @@ pub mod client;
 pub mod entities;
 pub mod error;
 pub mod events;
+pub mod http;
+pub mod service;
 pub mod store;
 pub mod validation;
 

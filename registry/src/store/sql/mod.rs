@@ -94,6 +94,9 @@ pub struct SqlStore {
     write: Writer,
     read: AnyPool,
     artifact_root: Arc<str>,
+    /// `log_metric` and metrics-only `log_batch` calls waiting for SQLite's writer, committed
+    /// together (group commit; see `tracking::log_metrics_grouped`).
+    metric_queue: Arc<parking_lot::Mutex<Vec<tracking::PendingMetric>>>,
 }
 
 /// Where writes go: the pool (PostgreSQL), or SQLite's one writer connection behind a fair
@@ -412,7 +415,7 @@ impl SqlStore {
                 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                      PRAGMA case_sensitive_like = ON; PRAGMA temp_store = MEMORY; \
-                     PRAGMA cache_size = -16000;";
+                     PRAGMA cache_size = -16000; PRAGMA wal_autocheckpoint = 8000;";
                 let opts: AnyConnectOptions = url.parse()?;
                 let mut conn = opts.connect().await?;
                 conn.execute(PRAGMAS).await?;
@@ -434,6 +437,7 @@ impl SqlStore {
                     }))),
                     read,
                     artifact_root: options.default_artifact_root.as_str().into(),
+                    metric_queue: Arc::default(),
                 }
             }
             Backend::Postgres => {
@@ -446,6 +450,7 @@ impl SqlStore {
                     write: Writer::Pool(pool.clone()),
                     read: pool,
                     artifact_root: options.default_artifact_root.as_str().into(),
+                    metric_queue: Arc::default(),
                 }
             }
         };
@@ -486,6 +491,20 @@ impl SqlStore {
                     guard.dirty = false;
                 }
                 Ok(WriteConn::Single(guard))
+            }
+        }
+    }
+
+    /// Starts a write transaction on a writer connection already held (see [`Self::begin`]).
+    pub(crate) async fn begin_on(&self, conn: WriteConn) -> Result<WriteTx> {
+        match conn {
+            WriteConn::Pool(conn) => Ok(WriteTx(Some(TxInner::Pool(
+                sqlx::Transaction::begin(conn, None).await?,
+            )))),
+            WriteConn::Single(mut guard) => {
+                guard.dirty = true;
+                guard.conn.execute("BEGIN IMMEDIATE").await?;
+                Ok(WriteTx(Some(TxInner::Single(guard))))
             }
         }
     }
@@ -700,6 +719,10 @@ impl MetadataStore for SqlStore {
         tracking::search_runs(self, req).await
     }
     async fn log_metric(&self, run_id: &str, metric: Metric) -> Result<()> {
+        if self.backend == Backend::Sqlite && metric.model_id.is_none() {
+            crate::validation::validate_metric(&metric, "")?;
+            return tracking::log_metrics_grouped(self, run_id, vec![metric]).await;
+        }
         let run_id = run_id.to_owned();
         self.shielded(|s| async move { tracking::log_metric(&s, &run_id, metric).await })
             .await
@@ -727,6 +750,15 @@ impl MetadataStore for SqlStore {
         params: Vec<Param>,
         tags: Vec<RunTag>,
     ) -> Result<()> {
+        if self.backend == Backend::Sqlite
+            && params.is_empty()
+            && tags.is_empty()
+            && !metrics.is_empty()
+            && metrics.iter().all(|m| m.model_id.is_none())
+        {
+            crate::validation::validate_batch(&metrics, &[], &[])?;
+            return tracking::log_metrics_grouped(self, run_id, metrics).await;
+        }
         let run_id = run_id.to_owned();
         self.shielded(
             |s| async move { tracking::log_batch(&s, &run_id, metrics, params, tags).await },

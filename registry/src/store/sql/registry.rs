@@ -411,6 +411,33 @@ pub(super) async fn delete_registered_model(
     Ok(events)
 }
 
+/// The tag that marks MLflow prompts (stored as registered models).
+const IS_PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
+/// MLflow's prompt rule for registry searches (`_update_query_to_exclude_prompts`): unless a
+/// filter asks for prompts (`tags.`mlflow.prompt.is_prompt` = 'true'` or `!= 'false'`), its
+/// comparisons on the prompt tag are dropped and prompts are left out, so models without the tag
+/// match `tags.`mlflow.prompt.is_prompt` != 'true'`, which MLflow 3's client adds to every
+/// `search_registered_models`. Returns the filters to apply and whether prompts are excluded.
+fn apply_prompt_rule(filters: Vec<search::Comparison>) -> (Vec<search::Comparison>, bool) {
+    let querying_prompts = filters
+        .iter()
+        .find(|f| f.kind == KeyKind::Tag && f.key == IS_PROMPT_TAG)
+        .is_some_and(|f| match (&f.op, &f.value) {
+            (Op::Eq, search::Value::Str(v)) => v.eq_ignore_ascii_case("true"),
+            (Op::Ne, search::Value::Str(v)) => v.eq_ignore_ascii_case("false"),
+            _ => false,
+        });
+    if querying_prompts {
+        return (filters, false);
+    }
+    let rest = filters
+        .into_iter()
+        .filter(|f| !(f.kind == KeyKind::Tag && f.key == IS_PROMPT_TAG))
+        .collect();
+    (rest, true)
+}
+
 pub(super) async fn search_registered_models(
     s: &SqlStore,
     req: SearchQuery,
@@ -421,10 +448,18 @@ pub(super) async fn search_registered_models(
         validation::MAX_REGISTERED_MODELS_PER_PAGE,
     )?;
     let offset = search::parse_page_token(req.page_token.as_deref())?;
-    let filters = search::parse_filter(req.filter.as_deref())?;
+    let (filters, exclude_prompts) =
+        apply_prompt_rule(search::parse_filter(req.filter.as_deref())?);
     let order = search::parse_order_by_list(&req.order_by)?;
     let mut sql = Sql::default();
     let mut conds = vec!["1 = 1".to_owned()];
+    if exclude_prompts {
+        let k = sql.arg(IS_PROMPT_TAG);
+        conds.push(format!(
+            "NOT EXISTS (SELECT 1 FROM registered_model_tags pt WHERE pt.rm_id = rm.id AND \
+             pt.key = {k} AND pt.value = 'true')"
+        ));
+    }
     for f in &filters {
         conds.push(match (f.kind, f.key.as_str()) {
             (KeyKind::Attribute, "name") => {
@@ -764,7 +799,8 @@ pub(super) async fn search_model_versions(
         validation::MAX_MODEL_VERSIONS_PER_PAGE,
     )?;
     let offset = search::parse_page_token(req.page_token.as_deref())?;
-    let filters = search::parse_filter(req.filter.as_deref())?;
+    let (filters, exclude_prompts) =
+        apply_prompt_rule(search::parse_filter(req.filter.as_deref())?);
     let order = if req.order_by.iter().all(|o| o.trim().is_empty()) {
         search::parse_order_by_list(&[
             "last_updated_timestamp DESC".into(),
@@ -776,6 +812,13 @@ pub(super) async fn search_model_versions(
     };
     let mut sql = Sql::default();
     let mut conds = vec!["1 = 1".to_owned()];
+    if exclude_prompts {
+        let k = sql.arg(IS_PROMPT_TAG);
+        conds.push(format!(
+            "NOT EXISTS (SELECT 1 FROM model_version_tags pt JOIN model_versions pv ON pv.id = \
+             pt.mv_id WHERE pv.rm_id = mv.rm_id AND pt.key = {k} AND pt.value = 'true')"
+        ));
+    }
     for f in &filters {
         let key = f.key.as_str();
         conds.push(match (f.kind, key) {

@@ -904,6 +904,152 @@ pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Re
     Ok(())
 }
 
+/// Metrics of one `log_metric` or metrics-only `log_batch` waiting for SQLite's writer.
+#[derive(Debug)]
+pub(crate) struct PendingMetric {
+    run_id: String,
+    metrics: Vec<Metric>,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// The same error again (for each caller of a group that failed as a whole).
+fn replicate(e: &RegistryError) -> RegistryError {
+    let message = e.to_string();
+    match e.code() {
+        crate::error::ErrorCode::TemporarilyUnavailable => RegistryError::Unavailable(message),
+        crate::error::ErrorCode::InvalidParameterValue => RegistryError::InvalidParameter(message),
+        crate::error::ErrorCode::ResourceDoesNotExist => RegistryError::NotFound(message),
+        _ => RegistryError::Internal(message),
+    }
+}
+
+/// `log_metric`, and `log_batch` with metrics only, on SQLite (validated by the caller), with
+/// group commit: the call queues its metrics, and whichever call gets the single writer
+/// connection takes everything queued and commits it in one transaction (one run check per
+/// distinct run, multi-row INSERTs), then answers each caller with its own result (a missing or
+/// deleted run fails only its own call; each call's metrics are all written or none). Under
+/// concurrent load the per-commit costs (the writer hand-off, the WAL frames of the pages the
+/// inserts touch: the metrics table, its identity index, `latest_metrics` and its index) are
+/// paid once per group instead of once per call. A caller is answered only after the commit
+/// that holds its metrics, so an acknowledged metric survives a crash as before; the group runs
+/// in its own task, so a caller that goes away cannot abort the others' commit.
+pub(super) async fn log_metrics_grouped(
+    s: &SqlStore,
+    run_id: &str,
+    metrics: Vec<Metric>,
+) -> Result<()> {
+    let (done, mut answer) = tokio::sync::oneshot::channel();
+    s.metric_queue.lock().push(PendingMetric {
+        run_id: run_id.to_owned(),
+        metrics,
+        done,
+    });
+    let dropped = || RegistryError::Internal("the metric write was abandoned".into());
+    loop {
+        let conn = tokio::select! {
+            biased;
+            result = &mut answer => return result.unwrap_or_else(|_| Err(dropped())),
+            conn = s.writer() => conn?,
+        };
+        let group = std::mem::take(&mut *s.metric_queue.lock());
+        if group.is_empty() {
+            // An earlier group took this call's metric; its answer is on the way.
+            drop(conn);
+            continue;
+        }
+        let store = s.clone();
+        let task = tokio::spawn(async move { write_metric_group(&store, conn, group).await });
+        if task.await.is_err() {
+            return Err(RegistryError::Internal("a metric write task failed".into()));
+        }
+    }
+}
+
+async fn write_metric_group(s: &SqlStore, conn: super::WriteConn, group: Vec<PendingMetric>) {
+    match try_write_metric_group(s, conn, &group).await {
+        Ok(outcomes) => {
+            for (pending, outcome) in group.into_iter().zip(outcomes) {
+                let _ = pending.done.send(outcome);
+            }
+        }
+        Err(e) => {
+            for pending in group {
+                let _ = pending.done.send(Err(replicate(&e)));
+            }
+        }
+    }
+}
+
+/// Commits the metrics of active runs; answers each pending metric's outcome.
+async fn try_write_metric_group(
+    s: &SqlStore,
+    conn: super::WriteConn,
+    group: &[PendingMetric],
+) -> Result<Vec<Result<()>>> {
+    let mut tx = s.begin_on(conn).await?;
+    let mut runs: Vec<&str> = group.iter().map(|p| p.run_id.as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    let mut states: HashMap<String, String> = HashMap::with_capacity(runs.len());
+    // Anonymous `?` placeholders (SQLite only): sqlx looks the name of every `$n` up with
+    // `sqlite3_bind_parameter_name`, a linear search, which makes binding quadratic in the
+    // number of parameters of these multi-row statements.
+    for chunk in runs.chunks(500) {
+        let mut sql = Sql::default();
+        sql.args.extend(chunk.iter().map(|r| super::Arg::from(*r)));
+        sql.text = format!(
+            "SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        for row in sql.query().fetch_all(&mut *tx).await? {
+            states.insert(row.try_get("run_uuid")?, row.try_get("lifecycle_stage")?);
+        }
+    }
+    let outcomes: Vec<Result<()>> = group
+        .iter()
+        .map(|p| match states.get(&p.run_id).map(String::as_str) {
+            None => Err(RegistryError::run_not_found(&p.run_id)),
+            Some(LIFECYCLE_ACTIVE) => Ok(()),
+            Some(stage) => Err(RegistryError::invalid(format!(
+                "The run {} must be in the 'active' state. Current state is {stage}.",
+                p.run_id
+            ))),
+        })
+        .collect();
+    let accepted: Vec<(&str, &Metric)> = group
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| o.is_ok())
+        .flat_map(|(p, _)| p.metrics.iter().map(|m| (p.run_id.as_str(), m)))
+        .collect();
+    for chunk in accepted.chunks(100) {
+        let mut sql = Sql::default();
+        let mut values = Vec::with_capacity(chunk.len());
+        for (run_id, m) in chunk {
+            let (v, nan) = storable(m.value);
+            sql.args.extend([
+                super::Arg::from(*run_id),
+                super::Arg::from(m.key.as_str()),
+                super::Arg::from(v),
+                super::Arg::from(nan),
+                super::Arg::from(m.timestamp),
+                super::Arg::from(m.step),
+                super::Arg::from(m.dataset_name.as_deref()),
+                super::Arg::from(m.dataset_digest.as_deref()),
+            ]);
+            values.push("(?, ?, ?, ?, ?, ?, ?, ?, NULL)");
+        }
+        sql.text = format!(
+            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, dataset_name, \
+             dataset_digest, model_id) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        sql.query().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
 fn param_conflict(run_id: &str, key: &str, old: &str, new: &str) -> RegistryError {
     RegistryError::invalid(format!(
         "Changing param values is not allowed. Param with key='{key}' was already logged with \
@@ -1253,6 +1399,14 @@ fn run_condition(sql: &mut Sql, backend: Backend, f: &search::Comparison) -> Res
             ))
         }
         KeyKind::Param | KeyKind::Tag => {
+            // MLflow 3.17 refuses `params.x IN (...)` (VALID_PARAM_COMPARATORS).
+            if f.kind == KeyKind::Param && matches!(f.op, Op::In | Op::NotIn) {
+                return Err(RegistryError::invalid(format!(
+                    "Invalid comparator '{}' not one of '{{'!=', '=', 'LIKE', 'ILIKE', 'IS NULL', \
+                     'IS NOT NULL'}}'",
+                    f.op.sql()
+                )));
+            }
             if matches!(f.value, search::Value::Num(_)) {
                 return Err(RegistryError::invalid(format!(
                     "Parameter or tag value for '{key}' must be a quoted string"
@@ -1313,6 +1467,147 @@ fn run_condition(sql: &mut Sql, backend: Backend, f: &search::Comparison) -> Res
             };
             Ok(format!("EXISTS ({inner})"))
         }
+    }
+}
+
+/// The columns a SQLite run search selects besides [`RUN_COLS`]: each run's latest metrics,
+/// params and tags packed as JSON arrays (`[key, value, is_nan, timestamp, step]` with the
+/// value as round-trip text, `[key, value]`), and whether it has dataset or model inputs or
+/// outputs. One row per run instead of one per metric, param and tag: with sqlx every row and
+/// value is copied and converted, which cost more than the query itself.
+const PACKED_RUN_DATA: &str = "\
+    (SELECT json_group_array(json_array(m.key, printf('%!.17g', m.value), m.is_nan, m.timestamp, \
+     m.step)) FROM latest_metrics m WHERE m.run_uuid = r.run_uuid) AS packed_metrics, \
+    (SELECT json_group_array(json_array(p.key, p.value)) FROM params p \
+     WHERE p.run_uuid = r.run_uuid) AS packed_params, \
+    (SELECT json_group_array(json_array(t.key, t.value)) FROM tags t \
+     WHERE t.run_uuid = r.run_uuid) AS packed_tags, \
+    (EXISTS (SELECT 1 FROM run_dataset_inputs i WHERE i.run_uuid = r.run_uuid) \
+     OR EXISTS (SELECT 1 FROM run_models x WHERE x.run_uuid = r.run_uuid)) AS has_io";
+
+/// A metric of [`PACKED_RUN_DATA`].
+#[derive(serde::Deserialize)]
+struct PackedMetric(String, String, i64, i64, i64);
+
+fn unpack<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Vec<T>> {
+    let text: Option<String> = row.try_get(column)?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            RegistryError::Internal(format!("cannot read the packed {column} of a run: {e}"))
+        }),
+    }
+}
+
+/// A value printed by SQLite's `printf('%!.17g')` (exact; `Inf` for infinities).
+fn unpack_value(text: &str) -> Result<f64> {
+    match text {
+        "Inf" | "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        t => t.parse().map_err(|_| {
+            RegistryError::Internal(format!("cannot read the packed metric value {t:?}"))
+        }),
+    }
+}
+
+/// The SQLite search: one query for the page of runs with their data (see
+/// [`PACKED_RUN_DATA`]); runs with inputs or outputs are completed by [`load_runs`].
+async fn search_runs_packed(s: &SqlStore, sql: &Sql, limit: i64, offset: i64) -> Result<Page<Run>> {
+    let mut conn = s.read.acquire().await?;
+    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let next = (rows.len() as i64 > limit).then(|| search::page_token(offset + limit));
+    let mut runs = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut with_io = Vec::new();
+    for row in rows.iter().take(limit as usize) {
+        let info = run_info_from_row(row)?;
+        if row.try_get::<i64, _>("has_io")? != 0 {
+            with_io.push(info.run_id.clone());
+        }
+        let mut metrics = unpack::<PackedMetric>(row, "packed_metrics")?
+            .into_iter()
+            .map(|PackedMetric(key, value, is_nan, timestamp, step)| {
+                Ok(Metric::new(
+                    key,
+                    stored_value(unpack_value(&value)?, is_nan),
+                    timestamp,
+                    step,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut params: Vec<Param> = unpack::<(String, String)>(row, "packed_params")?
+            .into_iter()
+            .map(|(k, v)| Param::new(k, v))
+            .collect();
+        let mut tags: Vec<Tag> = unpack::<(String, String)>(row, "packed_tags")?
+            .into_iter()
+            .map(|(k, v)| Tag::new(k, v))
+            .collect();
+        metrics.sort_by(|a, b| a.key.cmp(&b.key));
+        params.sort_by(|a, b| a.key.cmp(&b.key));
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        runs.push(Run {
+            info,
+            data: RunData {
+                metrics,
+                params,
+                tags,
+            },
+            inputs: RunInputs::default(),
+            outputs: Some(RunOutputs::default()),
+        });
+    }
+    if !with_io.is_empty() {
+        for full in load_runs(&mut conn, &with_io).await? {
+            if let Some(run) = runs.iter_mut().find(|r| r.info.run_id == full.info.run_id) {
+                *run = full;
+            }
+        }
+    }
+    Ok(Page {
+        items: runs,
+        next_page_token: next,
+    })
+}
+
+/// A filter on a metric, or an `=`, `!=`, `LIKE`, `ILIKE` filter on a param or tag, as an inner
+/// join `f<i>` (see [`search_runs`]); `None` for the filters that stay in the WHERE clause.
+fn run_filter_join(
+    sql: &mut Sql,
+    backend: Backend,
+    f: &search::Comparison,
+    i: usize,
+) -> Result<Option<String>> {
+    let key = f.key.as_str();
+    match f.kind {
+        KeyKind::Metric => {
+            if matches!(f.value, search::Value::Str(_) | search::Value::List(_)) {
+                return Err(RegistryError::invalid(format!(
+                    "Expected numeric value type for metric '{key}'"
+                )));
+            }
+            let k = sql.arg(key);
+            let c = cond::number(sql, &format!("f{i}.value"), key, f.op, &f.value)?;
+            Ok(Some(format!(
+                " JOIN latest_metrics f{i} ON f{i}.run_uuid = r.run_uuid AND f{i}.key = {k} AND \
+                 f{i}.is_nan = 0 AND {c}"
+            )))
+        }
+        KeyKind::Param | KeyKind::Tag
+            if matches!(f.op, Op::Eq | Op::Ne | Op::Like | Op::ILike)
+                && matches!(f.value, search::Value::Str(_)) =>
+        {
+            let table = if f.kind == KeyKind::Param {
+                "params"
+            } else {
+                "tags"
+            };
+            let k = sql.arg(key);
+            let c = cond::string(sql, backend, &format!("f{i}.value"), key, f.op, &f.value)?;
+            Ok(Some(format!(
+                " JOIN {table} f{i} ON f{i}.run_uuid = r.run_uuid AND f{i}.key = {k} AND {c}"
+            )))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -1390,16 +1685,37 @@ pub(super) async fn search_runs(s: &SqlStore, req: SearchRuns) -> Result<Page<Ru
     }
     order_sql.push("r.run_uuid ASC".into());
 
+    // Filters on metrics, params and tags are inner joins on their (run, key) primary keys (at
+    // most one row each, so no duplicates), placed after the ordering joins in the text and in
+    // the placeholders. Unlike correlated EXISTS subqueries, joins let the planner start from
+    // the most selective filter (e.g. `latest_metrics (key, value)` for a metric range) instead
+    // of probing every run of the experiments.
+    let mut where_filters = Vec::new();
+    for (i, f) in filters.iter().enumerate() {
+        match run_filter_join(&mut sql, s.backend, f, i)? {
+            Some(join) => joins.push_str(&join),
+            None => where_filters.push(f),
+        }
+    }
     let exps = sql.list(exp_ids);
     let mut conds = vec![
         format!("r.experiment_id IN ({exps})"),
         lifecycle_condition(req.run_view_type.unwrap_or_default(), "r.lifecycle_stage"),
     ];
-    for f in &filters {
+    for f in where_filters {
         conds.push(run_condition(&mut sql, s.backend, f)?);
     }
     let lim = sql.arg(limit + 1);
     let off = sql.arg(offset);
+    if s.backend == Backend::Sqlite {
+        sql.text = format!(
+            "SELECT {RUN_COLS}, {PACKED_RUN_DATA} FROM runs r{joins} WHERE {} ORDER BY {} LIMIT \
+             {lim} OFFSET {off}",
+            conds.join(" AND "),
+            order_sql.join(", ")
+        );
+        return search_runs_packed(s, &sql, limit, offset).await;
+    }
     sql.text = format!(
         "SELECT r.run_uuid FROM runs r{joins} WHERE {} ORDER BY {} LIMIT {lim} OFFSET {off}",
         conds.join(" AND "),
