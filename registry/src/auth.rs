@@ -352,6 +352,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
         "/model-versions/search",
         "/logged-models/search",
         "/v2/repository/index",
+        "/infer",
     ];
     const PROMOTIONS: &[&str] = &[
         "/registered-models/alias",
@@ -364,6 +365,12 @@ pub fn required_role(method: &Method, path: &str) -> Role {
             .iter()
             .any(|s| path.ends_with(s) || path.contains(&format!("{s}/")))
     };
+    if let Some(repository) = path.strip_prefix("/v2/repository/models/") {
+        // Loading and unloading models changes what the server serves.
+        if repository.ends_with("/load") || repository.ends_with("/unload") {
+            return Role::Admin;
+        }
+    }
     if is(ADMIN_DELETES) {
         return Role::Admin;
     }

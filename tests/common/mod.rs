@@ -36,6 +36,20 @@ pub fn python() -> PathBuf {
     python
 }
 
+/// The Python interpreter of the mlflow client environment (`.ci/setup-mlflow.sh` creates it).
+pub fn mlflow_python() -> PathBuf {
+    let venv = std::env::var_os("CERULEAN_MLFLOW_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dirs_home().join(".cache/cerulean/mlflow-venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash .ci/setup-mlflow.sh` (or `bash .ci/run`) first",
+        python.display()
+    );
+    python
+}
+
 fn dirs_home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
 }
@@ -87,24 +101,77 @@ pub struct Server {
     /// `127.0.0.1:PORT` of the gRPC endpoint.
     pub grpc: String,
     log: PathBuf,
+    argv: Vec<String>,
+    env: Vec<(String, PathBuf)>,
+    ready_path: &'static str,
     _log_dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts `cerulean <command> <args>` on free ports and waits until it reports ready.
     pub fn start(command: &str, args: &[&str], env: &[(&str, &Path)]) -> Server {
-        let http = format!("127.0.0.1:{}", free_port());
+        Server::start_on(command, args, env, None)
+    }
+
+    /// Starts `cerulean registry <args>` (HTTP only) and waits until it answers `/health`.
+    pub fn start_registry(args: &[&str], env: &[(&str, &Path)]) -> Server {
+        Server::start_on(
+            "registry",
+            args,
+            env,
+            Some(format!("127.0.0.1:{}", free_port())),
+        )
+    }
+
+    /// Restarts the same command on the same addresses (after [`Server::kill`]).
+    pub fn restart(&mut self) {
+        let mut cmd = cerulean();
+        cmd.args(&self.argv).stdout(Stdio::null()).stderr(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.log)
+                .unwrap(),
+        );
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        self.child = cmd.spawn().expect("cerulean starts");
+        self.wait_ready(Duration::from_secs(120));
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn start_on(
+        command: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        registry_only: Option<String>,
+    ) -> Server {
+        let http = registry_only
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
         let grpc = format!("127.0.0.1:{}", free_port());
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).unwrap();
+        let mut argv: Vec<String> = std::iter::once(command.to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .chain(["--http-addr".to_string(), http.clone()])
+            .collect();
+        if registry_only.is_none() {
+            argv.extend(["--grpc-addr".to_string(), grpc.clone()]);
+        }
+        let env: Vec<(String, PathBuf)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+            .collect();
         let mut cmd = cerulean();
-        cmd.arg(command)
-            .args(args)
-            .args(["--http-addr", &http, "--grpc-addr", &grpc])
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        for (key, value) in env {
+        cmd.args(&argv).stdout(Stdio::null()).stderr(log_file);
+        for (key, value) in &env {
             cmd.env(key, value);
         }
         let child = cmd.spawn().expect("cerulean starts");
@@ -113,6 +180,13 @@ impl Server {
             http,
             grpc,
             log,
+            argv,
+            env,
+            ready_path: if registry_only.is_some() {
+                "/health"
+            } else {
+                "/v2/health/ready"
+            },
             _log_dir: log_dir,
         };
         server.wait_ready(Duration::from_secs(120));
@@ -125,7 +199,7 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("cerulean exited early ({status}):\n{}", self.log());
             }
-            if let Ok((200, _)) = http_get(&self.http, "/v2/health/ready") {
+            if let Ok((200, _)) = http_get(&self.http, self.ready_path) {
                 return;
             }
             assert!(
