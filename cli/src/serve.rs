@@ -138,6 +138,7 @@ pub fn run(
     let sources = RepositorySources {
         roots,
         models: prebuilt,
+        builtin: Vec::new(),
     };
     let registry = registry
         .map(|args| {

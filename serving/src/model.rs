@@ -8,7 +8,7 @@ use std::time::Instant;
 use cerulean_proto::inference::ModelConfig;
 use tokio::sync::oneshot;
 
-use crate::backend::{self, ModelFormat};
+use crate::backend::{self, ModelBackend, ModelFormat};
 use crate::config::{self, ModelDefaults, ModelSettings};
 use crate::error::{Result, ServingError};
 use crate::inference::{InferRequest, InferResponse, ModelMetadata, TensorMetadata};
@@ -63,6 +63,19 @@ impl LoadedModel {
         };
         let options = config::backend_options(config, defaults)?;
         let model_backend = backend::load(format, &version_dir.join(file), &options)?;
+        LoadedModel::from_backend(name, version, model_backend, config, defaults, metrics)
+    }
+
+    /// Serves `model_backend` as version `version` of model `name`, configured by `config`
+    /// (auto-completed from the backend's signature where it is silent).
+    pub fn from_backend(
+        name: &str,
+        version: u64,
+        model_backend: Box<dyn ModelBackend>,
+        config: &ModelConfig,
+        defaults: &ModelDefaults,
+        metrics: &Metrics,
+    ) -> Result<LoadedModel> {
         let (config, settings) =
             config::complete(config.clone(), name, model_backend.as_ref(), defaults)?;
         let instances = (0..settings.instance_count)

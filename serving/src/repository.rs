@@ -10,6 +10,7 @@ use cerulean_proto::inference::ModelConfig;
 use cerulean_proto::model_config;
 use parking_lot::RwLock;
 
+use crate::backend::{BackendOptions, ModelBackend};
 use crate::config::{self, ModelDefaults};
 use crate::error::{Result, ServingError};
 use crate::metrics::Metrics;
@@ -22,6 +23,40 @@ pub struct RepositorySources {
     pub roots: Vec<PathBuf>,
     /// Single model folders served under the given name (e.g. the prebuilt models).
     pub models: Vec<(String, PathBuf)>,
+    /// Models whose backend is built in code (the prebuilt pipelines), served as version 1.
+    pub builtin: Vec<BuiltinModel>,
+}
+
+/// Builds a builtin model's backend from the options its configuration resolves to.
+pub type BackendFactory =
+    Arc<dyn Fn(&BackendOptions) -> Result<Box<dyn ModelBackend>> + Send + Sync>;
+
+/// A model whose backend is built in code rather than read from a model folder: the pre- and
+/// post-processing pipelines around the prebuilt models. It is served as version 1 with the
+/// given configuration (batching, instances), auto-completed from the backend's signature.
+#[derive(Clone)]
+pub struct BuiltinModel {
+    /// The name it is served under.
+    pub name: String,
+    /// Its configuration, as a `config.pbtxt` would give it.
+    pub config: ModelConfig,
+    /// Builds the backend; called on every load.
+    pub factory: BackendFactory,
+}
+
+impl std::fmt::Debug for BuiltinModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltinModel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where one model comes from.
+#[derive(Debug, Clone)]
+enum ModelSource {
+    Folder(PathBuf),
+    Builtin(Box<BuiltinModel>),
 }
 
 /// One entry of the repository index.
@@ -95,8 +130,8 @@ impl ModelRepository {
         &self.metrics
     }
 
-    /// Every model folder the sources hold, by name.
-    pub fn discover(&self) -> BTreeMap<String, PathBuf> {
+    /// Every model the sources hold, by name.
+    fn discover(&self) -> BTreeMap<String, ModelSource> {
         let mut found = BTreeMap::new();
         for root in &self.sources.roots {
             let Ok(entries) = std::fs::read_dir(root) else {
@@ -110,12 +145,19 @@ impl ModelRepository {
                     continue;
                 };
                 if path.is_dir() && !name.starts_with('.') {
-                    found.entry(name).or_insert(path);
+                    found.entry(name).or_insert(ModelSource::Folder(path));
                 }
             }
         }
         for (name, path) in &self.sources.models {
-            found.entry(name.clone()).or_insert_with(|| path.clone());
+            found
+                .entry(name.clone())
+                .or_insert_with(|| ModelSource::Folder(path.clone()));
+        }
+        for model in &self.sources.builtin {
+            found
+                .entry(model.name.clone())
+                .or_insert_with(|| ModelSource::Builtin(Box::new(model.clone())));
         }
         found
     }
@@ -133,14 +175,19 @@ impl ModelRepository {
     /// once all are ready; if the load fails, the versions already serving keep serving.
     pub async fn load(&self, name: &str, config_override: Option<ModelConfig>) -> Result<()> {
         let _guard = self.control.lock().await;
-        let dir = self.discover().remove(name).ok_or_else(|| {
+        let source = self.discover().remove(name).ok_or_else(|| {
             ServingError::NotFound(format!("model '{name}' is not in the model repository"))
         })?;
         let defaults = self.defaults.clone();
         let metrics = self.metrics.clone();
         let model = name.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
-            load_model(&model, &dir, config_override, &defaults, &metrics)
+        let loaded = tokio::task::spawn_blocking(move || match source {
+            ModelSource::Folder(dir) => {
+                load_model(&model, &dir, config_override, &defaults, &metrics)
+            }
+            ModelSource::Builtin(builtin) => {
+                load_builtin(&builtin, config_override, &defaults, &metrics)
+            }
         })
         .await
         .map_err(|e| ServingError::Internal(format!("model loading stopped: {e}")))?;
@@ -386,6 +433,30 @@ fn load_model(
     Ok(state)
 }
 
+/// Loads a builtin model as version 1.
+fn load_builtin(
+    builtin: &BuiltinModel,
+    config_override: Option<ModelConfig>,
+    defaults: &ModelDefaults,
+    metrics: &Metrics,
+) -> Result<ModelState> {
+    let config = config_override.unwrap_or_else(|| builtin.config.clone());
+    let options = config::backend_options(&config, defaults)?;
+    let result = (builtin.factory)(&options).and_then(|backend| {
+        LoadedModel::from_backend(&builtin.name, 1, backend, &config, defaults, metrics)
+    });
+    let version_state = match result {
+        Ok(model) => VersionState::Ready(Arc::new(model)),
+        Err(err) => {
+            tracing::warn!(model = %builtin.name, error = %err, "builtin model failed to load");
+            VersionState::Unavailable(err.to_string())
+        }
+    };
+    let mut state = ModelState::default();
+    state.versions.insert(1, version_state);
+    Ok(state)
+}
+
 /// The model's `config.pbtxt`, or an empty configuration for Triton-style auto-complete.
 fn read_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join("config.pbtxt");
@@ -422,6 +493,7 @@ mod tests {
             RepositorySources {
                 roots: vec![root.to_path_buf()],
                 models: vec![],
+                builtin: vec![],
             },
             ModelDefaults::default(),
             Metrics::new(),
@@ -485,6 +557,45 @@ mod tests {
         let bad = index.iter().find(|e| e.name == "badconfig").unwrap();
         assert!(bad.reason.contains("config.pbtxt"), "{bad:?}");
         assert_eq!(repo.index(true).len(), 2, "two ready versions of mlp");
+    }
+
+    #[tokio::test]
+    async fn builtin_models_load_as_version_one_and_report_failures() {
+        let files = tempfile::tempdir().unwrap();
+        write_mlp(files.path(), false);
+        let path = files.path().join("model.safetensors");
+        let working = BuiltinModel {
+            name: "builtin-mlp".to_string(),
+            config: ModelConfig::default(),
+            factory: Arc::new(move |options| {
+                crate::backend::load(crate::backend::ModelFormat::Candle, &path, options)
+            }),
+        };
+        let failing = BuiltinModel {
+            name: "builtin-broken".to_string(),
+            config: ModelConfig::default(),
+            factory: Arc::new(|_| Err(ServingError::Unavailable("no weights".to_string()))),
+        };
+        let root = tempfile::tempdir().unwrap();
+        let repo = ModelRepository::new(
+            RepositorySources {
+                roots: vec![root.path().to_path_buf()],
+                models: vec![],
+                builtin: vec![working, failing],
+            },
+            ModelDefaults::default(),
+            Metrics::new(),
+        );
+        repo.load_all().await;
+        assert_eq!(repo.get("builtin-mlp", None).unwrap().version(), 1);
+        let index = repo.index(false);
+        let broken = index.iter().find(|e| e.name == "builtin-broken").unwrap();
+        assert_eq!(broken.state, "UNAVAILABLE");
+        assert!(broken.reason.contains("no weights"), "{broken:?}");
+        repo.unload("builtin-mlp").await.unwrap();
+        assert!(!repo.is_ready("builtin-mlp", None));
+        repo.load("builtin-mlp", None).await.unwrap();
+        assert!(repo.is_ready("builtin-mlp", Some("1")));
     }
 
     #[tokio::test]

@@ -76,7 +76,9 @@ impl OnnxModel {
     }
 }
 
-fn new_session(path: &Path, options: &BackendOptions) -> Result<Session> {
+/// Creates an ONNX Runtime session for the model file at `path` with the backend options (threads,
+/// spinning), in the process-wide environment. Pipelines around prebuilt models use it too.
+pub fn new_session(path: &Path, options: &BackendOptions) -> Result<Session> {
     let env = environment(options.onnxruntime_library.as_deref())?;
     let fail = |e: &dyn std::fmt::Display| {
         ServingError::Unavailable(format!("cannot load ONNX model {}: {e}", path.display()))

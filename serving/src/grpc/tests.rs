@@ -23,6 +23,7 @@ async fn server_over(root: &Path) -> Arc<InferenceServer> {
         RepositorySources {
             roots: vec![root.to_path_buf()],
             models: vec![],
+            builtin: vec![],
         },
         ModelDefaults::default(),
         Metrics::new(),
