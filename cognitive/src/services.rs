@@ -1,0 +1,218 @@
+//! The language services as a whole: the builtin v2 models behind the Azure and OpenAI routes, each
+//! loaded from the files `cerulean models pull` put under `$CERULEAN_HOME/models`, and the routes.
+//!
+//! A model whose files are missing is reported as not ready with the reason (and the routes that
+//! need it answer 503); it never stops the server.
+
+use std::sync::Arc;
+
+use axum::Router;
+use cerulean_models::ModelStore;
+use cerulean_proto::inference::ModelParameter;
+use cerulean_serving::backend::BackendOptions;
+use cerulean_serving::repository::BuiltinModel;
+use cerulean_serving::server::InferenceServer;
+
+use crate::azure::{LanguageConfig, ModelNames, ModelVersions};
+use crate::encoder::EmbeddingPipeline;
+use crate::keyphrases::KeyPhrasePipeline;
+use crate::langid::LanguageDetectionPipeline;
+use crate::pii::PiiPipeline;
+use crate::pipeline::{Batching, TextPipeline, builtin_model_loaded_by};
+use crate::sentiment::SentimentPipeline;
+use crate::{encoder, keyphrases, langid, openai, pii, sentiment};
+
+/// One language model: its v2 name, the version string the routes report, and its licence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LanguageModel {
+    /// The v2 model name.
+    pub name: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// The `modelVersion` the Azure routes report.
+    pub model_version: &'static str,
+    /// The licence of the model (or lexicon) itself.
+    pub licence: &'static str,
+}
+
+/// Every language model, as served.
+pub const LANGUAGE_MODELS: &[LanguageModel] = &[
+    LanguageModel {
+        name: "language-detection",
+        description: "fastText lid.176 language identification (176 languages)",
+        model_version: langid::MODEL_VERSION,
+        licence: langid::LICENCE,
+    },
+    LanguageModel {
+        name: "sentiment",
+        description: "VADER lexicon and rules (no neural sentiment model ships in any package)",
+        model_version: sentiment::MODEL_VERSION,
+        licence: sentiment::LICENCE,
+    },
+    LanguageModel {
+        name: openai::V2_MODEL,
+        description: "all-MiniLM-L6-v2 sentence embeddings, mean pooled, L2-normalised (384)",
+        model_version: encoder::MODEL_VERSION,
+        licence: encoder::LICENCE,
+    },
+    LanguageModel {
+        name: "key-phrases",
+        description: "noun-phrase candidates ranked by MiniLM similarity with diversity (MMR)",
+        model_version: keyphrases::MODEL_VERSION,
+        licence: encoder::LICENCE,
+    },
+    LanguageModel {
+        name: "pii",
+        description: "Rampart PII token classifier with validated patterns; Azure PII categories",
+        model_version: pii::MODEL_VERSION,
+        licence: pii::LICENCE,
+    },
+];
+
+/// The builtin v2 models of the language services, loading their files from `store`'s home.
+pub fn builtin_models(store: &ModelStore) -> Vec<BuiltinModel> {
+    let home = store.home().to_path_buf();
+    let store = move || ModelStore::new(home.clone());
+    let with_runtime = {
+        let library = store().onnxruntime_library();
+        move |options: &BackendOptions| {
+            let mut options = options.clone();
+            if options.onnxruntime_library.is_none() {
+                options.onnxruntime_library = library.clone();
+            }
+            options
+        }
+    };
+    let cheap = Batching {
+        max_batch_size: 64,
+        max_queue_delay_us: 0,
+    };
+    let encoder_batching = Batching {
+        max_batch_size: 32,
+        max_queue_delay_us: 0,
+    };
+    let mut models = Vec::new();
+    let home = store.clone();
+    models.push(describe(builtin_model_loaded_by(
+        "language-detection",
+        cheap,
+        move |_| {
+            Ok(Arc::new(LanguageDetectionPipeline::from_store(&home())?) as Arc<dyn TextPipeline>)
+        },
+    )));
+    let home = store.clone();
+    models.push(describe(builtin_model_loaded_by(
+        "sentiment",
+        cheap,
+        move |_| Ok(Arc::new(SentimentPipeline::from_store(&home())?) as Arc<dyn TextPipeline>),
+    )));
+    let (home, runtime) = (store.clone(), with_runtime.clone());
+    models.push(describe(builtin_model_loaded_by(
+        openai::V2_MODEL,
+        encoder_batching,
+        move |options| {
+            Ok(
+                Arc::new(EmbeddingPipeline::from_store(&home(), &runtime(options))?)
+                    as Arc<dyn TextPipeline>,
+            )
+        },
+    )));
+    let (home, runtime) = (store.clone(), with_runtime.clone());
+    models.push(describe(builtin_model_loaded_by(
+        "key-phrases",
+        Batching {
+            max_batch_size: 8,
+            max_queue_delay_us: 0,
+        },
+        move |options| {
+            Ok(
+                Arc::new(KeyPhrasePipeline::from_store(&home(), &runtime(options))?)
+                    as Arc<dyn TextPipeline>,
+            )
+        },
+    )));
+    let (home, runtime) = (store.clone(), with_runtime);
+    models.push(describe(builtin_model_loaded_by(
+        "pii",
+        Batching {
+            max_batch_size: 16,
+            max_queue_delay_us: 0,
+        },
+        move |options| {
+            Ok(
+                Arc::new(PiiPipeline::from_store(&home(), runtime(options))?)
+                    as Arc<dyn TextPipeline>,
+            )
+        },
+    )));
+    models
+}
+
+/// Records the model's version and licence in its configuration's `parameters`, so
+/// `GET /v2/models/{name}/config` reports them.
+fn describe(mut model: BuiltinModel) -> BuiltinModel {
+    if let Some(info) = LANGUAGE_MODELS.iter().find(|m| m.name == model.name) {
+        for (key, value) in [
+            ("model_version", info.model_version),
+            ("licence", info.licence),
+            ("description", info.description),
+        ] {
+            model.config.parameters.insert(
+                key.to_string(),
+                ModelParameter {
+                    string_value: value.to_string(),
+                },
+            );
+        }
+    }
+    model
+}
+
+/// The Azure routes' configuration for the models [`builtin_models`] serves.
+pub fn language_config() -> LanguageConfig {
+    LanguageConfig {
+        models: ModelNames::default(),
+        model_versions: ModelVersions {
+            language_detection: langid::MODEL_VERSION.to_string(),
+            sentiment: sentiment::MODEL_VERSION.to_string(),
+            key_phrases: keyphrases::MODEL_VERSION.to_string(),
+            entities: pii::MODEL_VERSION.to_string(),
+            pii: pii::MODEL_VERSION.to_string(),
+        },
+        limits: Default::default(),
+    }
+}
+
+/// The Azure AI Language routes and `POST /v1/embeddings`, over `server`'s language models.
+pub fn router(server: Arc<InferenceServer>) -> Router {
+    crate::azure::router(server.clone(), language_config()).merge(openai::router(server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_model_is_described_with_its_licence() {
+        let store = ModelStore::new(std::env::temp_dir().join("cerulean-no-such-home"));
+        let models = builtin_models(&store);
+        assert_eq!(models.len(), LANGUAGE_MODELS.len());
+        for model in &models {
+            let licence = &model.config.parameters["licence"].string_value;
+            assert!(!licence.is_empty(), "{}", model.name);
+        }
+        let pii = models.iter().find(|m| m.name == "pii").unwrap();
+        assert_eq!(pii.config.parameters["licence"].string_value, "CC-BY-4.0");
+    }
+
+    #[test]
+    fn missing_files_fail_the_load_not_the_process() {
+        let store = ModelStore::new(std::env::temp_dir().join("cerulean-no-such-home"));
+        for model in builtin_models(&store) {
+            let err = (model.factory)(&BackendOptions::default())
+                .err()
+                .unwrap_or_else(|| panic!("{} loaded without its files", model.name));
+            assert!(!err.to_string().is_empty());
+        }
+    }
+}
