@@ -44,6 +44,10 @@ pub enum Transport {
     Grpc,
     /// Diagnostic, no inference: `GET /v2/health/live`, the bare HTTP round trip of the server.
     HttpLive,
+    /// JSON bodies POSTed to a route other than v2 infer (`/v1/embeddings`, the Azure routes);
+    /// used by `cerulean-bench embeddings`.
+    #[value(skip)]
+    Route,
 }
 
 impl Transport {
@@ -54,6 +58,7 @@ impl Transport {
             Transport::HttpBinary => "http-binary",
             Transport::Grpc => "grpc",
             Transport::HttpLive => "http-live",
+            Transport::Route => "route",
         }
     }
 }
@@ -244,13 +249,21 @@ impl Payload {
     }
 }
 
+/// What an HTTP connection sends.
+enum HttpBody {
+    /// The v2 payload of the connection's transport.
+    V2(Arc<Payload>),
+    /// JSON bodies sent in turn, starting at the index given.
+    Route(Arc<Vec<Bytes>>, usize),
+}
+
 /// One HTTP/1.1 keep-alive connection.
 struct HttpConn {
     addr: SocketAddr,
     host: String,
     path: String,
     transport: Transport,
-    payload: Arc<Payload>,
+    body: HttpBody,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
@@ -275,22 +288,26 @@ impl HttpConn {
         let sender = self.sender.as_mut().context("not connected")?;
         let request =
             http::Request::post(self.path.as_str()).header(http::header::HOST, self.host.as_str());
-        let request = match self.transport {
-            Transport::HttpBinary => request
+        let request = match (&mut self.body, self.transport) {
+            (HttpBody::Route(bodies, next), _) => {
+                let body = bodies[*next % bodies.len()].clone();
+                *next += 1;
+                request
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body))?
+            }
+            (HttpBody::V2(payload), Transport::HttpBinary) => request
                 .header(http::header::CONTENT_TYPE, "application/octet-stream")
-                .header(
-                    "Inference-Header-Content-Length",
-                    self.payload.binary_header_len,
-                )
-                .body(Full::new(self.payload.binary_body.clone()))?,
-            Transport::HttpLive => {
+                .header("Inference-Header-Content-Length", payload.binary_header_len)
+                .body(Full::new(payload.binary_body.clone()))?,
+            (HttpBody::V2(_), Transport::HttpLive) => {
                 let mut live = request.body(Full::new(Bytes::new()))?;
                 *live.method_mut() = http::Method::GET;
                 live
             }
-            _ => request
+            (HttpBody::V2(payload), _) => request
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(self.payload.json_body.clone()))?,
+                .body(Full::new(payload.json_body.clone()))?,
         };
         let sent = async {
             sender.ready().await?;
@@ -315,7 +332,11 @@ impl HttpConn {
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             );
         }
-        if self.transport == Transport::HttpLive {
+        if matches!(self.transport, Transport::HttpLive | Transport::Route) {
+            ensure!(
+                self.transport == Transport::HttpLive || !body.is_empty(),
+                "empty response body"
+            );
             return Ok(());
         }
         ensure!(!body.is_empty(), "empty response body");
@@ -420,6 +441,7 @@ struct WorkerLog {
 async fn open_connections(spec: &LoadSpec, payload: &Arc<Payload>) -> anyhow::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(spec.concurrency);
     match spec.transport {
+        Transport::Route => bail!("route loads are run by run_route_load"),
         Transport::HttpJson | Transport::HttpBinary | Transport::HttpLive => {
             let path = match spec.transport {
                 Transport::HttpLive => "/v2/health/live".to_string(),
@@ -431,7 +453,7 @@ async fn open_connections(spec: &LoadSpec, payload: &Arc<Payload>) -> anyhow::Re
                     host: spec.http.to_string(),
                     path: path.clone(),
                     transport: spec.transport,
-                    payload: payload.clone(),
+                    body: HttpBody::V2(payload.clone()),
                     sender: None,
                 };
                 conn.connect().await?;
@@ -476,6 +498,38 @@ async fn open_connections(spec: &LoadSpec, payload: &Arc<Payload>) -> anyhow::Re
 pub async fn run_load(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let payload = Arc::new(Payload::new(&spec.model, spec.input_width)?);
     let conns = open_connections(spec, &payload).await?;
+    drive(spec, conns).await
+}
+
+/// Runs one load point of JSON `bodies` POSTed to `path` (each worker cycles through them from its
+/// own starting point); a request succeeds when it is answered 200 with a body.
+pub async fn run_route_load(
+    spec: &LoadSpec,
+    path: &str,
+    bodies: Arc<Vec<Bytes>>,
+) -> anyhow::Result<LoadResult> {
+    ensure!(!bodies.is_empty(), "no request bodies");
+    let mut conns = Vec::with_capacity(spec.concurrency);
+    for worker in 0..spec.concurrency {
+        let mut conn = HttpConn {
+            addr: spec.http,
+            host: spec.http.to_string(),
+            path: path.to_string(),
+            transport: Transport::Route,
+            body: HttpBody::Route(bodies.clone(), worker * 7),
+            sender: None,
+        };
+        conn.connect().await?;
+        conn.infer(true)
+            .await
+            .with_context(|| format!("{} POST {path}: the first request failed", spec.server))?;
+        conns.push(Conn::Http(conn));
+    }
+    drive(spec, conns).await
+}
+
+/// Drives `conns` as closed-loop workers for warm-up + duration and summarises the window.
+async fn drive(spec: &LoadSpec, conns: Vec<Conn>) -> anyhow::Result<LoadResult> {
     let warmup = Duration::from_secs_f64(spec.timing.warmup.max(0.0));
     let duration = Duration::from_secs_f64(spec.timing.duration.max(0.1));
     let start = Instant::now();

@@ -6,9 +6,11 @@
 //! cerulean-bench floor --model DIR/mlp_compute/1/model.onnx --batch 32 --threads 2
 //! cerulean-bench load --model mlp_overhead --http 127.0.0.1:8080 --grpc 127.0.0.1:8081
 //! cerulean-bench all --kserve
+//! cerulean-bench embeddings
 //! ```
 
 mod all;
+mod embeddings;
 mod floor;
 mod load;
 mod procs;
@@ -38,6 +40,9 @@ enum Cmd {
     /// Makes the models, runs the floors, starts `cerulean serve` (and KServe with --kserve), runs
     /// the whole matrix and prints the tables and target ratios.
     All(all::AllArgs),
+    /// Sentences per second of the `embeddings` model through `/v1/embeddings` and v2 against the
+    /// in-process floor and a Python loop (starts `cerulean up`).
+    Embeddings(embeddings::EmbeddingsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +64,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Load(args) => runtime(cli.client_threads)?.block_on(load_command(args)),
+        Cmd::Embeddings(args) => {
+            let rows = runtime(cli.client_threads)?.block_on(embeddings::run(args))?;
+            println!("{}", embeddings::render(&rows));
+            Ok(())
+        }
         Cmd::All(args) => {
             let report = runtime(cli.client_threads)?.block_on(all::run_all(args))?;
             println!("{}", all::render(&report));
