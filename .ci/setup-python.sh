@@ -15,12 +15,15 @@ PYTHON="${PYTHON:-python3}"
 
 # Pinned versions. numpy 2.x is supported by onnx 1.23, onnxruntime 1.31 and
 # tritonclient 2.73; ml_dtypes supplies the bfloat16 numpy dtype.
+# azure-ai-textanalytics 5.4.0 (the latest 5.x) is the Azure AI Language client that
+# tests/python/language_e2e.py drives against the /language and /text/analytics routes.
 REQUIREMENTS="$(cat <<'EOF'
 tritonclient[http,grpc]==2.73.0
 onnx==1.23.2
 onnxruntime==1.31.1
 numpy==2.3.5
 ml_dtypes==0.5.4
+azure-ai-textanalytics==5.4.0
 EOF
 )"
 
@@ -49,7 +52,7 @@ else
     printf '%s\n' "$REQUIREMENTS" >"$REQ_FILE"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ_FILE" >&2
     # Fail early if the environment does not import.
-    "$VENV/bin/python" -c 'import tritonclient.http, tritonclient.grpc, onnx, onnxruntime, numpy, ml_dtypes' >&2
+    "$VENV/bin/python" -c 'import tritonclient.http, tritonclient.grpc, onnx, onnxruntime, numpy, ml_dtypes, azure.ai.textanalytics' >&2
     printf '%s\n' "$REQ_HASH" >"$STAMP"
     echo "setup-python: installed into $VENV" >&2
 fi

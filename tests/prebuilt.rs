@@ -33,12 +33,16 @@ fn models_are_pulled_listed_and_served_by_up() {
         String::from_utf8_lossy(&pull.stderr)
     );
     let stdout = String::from_utf8_lossy(&pull.stdout);
-    for name in [
+    let entries = [
         "onnxruntime",
         "silero-vad",
         "minilm-l6-v2",
         "minilm-l6-v2-tokenizer",
-    ] {
+        "lid176",
+        "vader-lexicon",
+        "rampart-pii",
+    ];
+    for name in entries {
         assert!(
             stdout.contains(name),
             "{name} missing from pull output:\n{stdout}"
@@ -53,7 +57,11 @@ fn models_are_pulled_listed_and_served_by_up() {
         .unwrap();
     assert!(again.status.success());
     let again = String::from_utf8_lossy(&again.stdout);
-    assert_eq!(again.matches("already present").count(), 4, "{again}");
+    assert_eq!(
+        again.matches("already present").count(),
+        entries.len(),
+        "{again}"
+    );
 
     let list = cerulean()
         .args(["models", "list"])
@@ -61,7 +69,7 @@ fn models_are_pulled_listed_and_served_by_up() {
         .output()
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
-    assert_eq!(list.matches("installed").count(), 4, "{list}");
+    assert_eq!(list.matches("installed").count(), entries.len(), "{list}");
     assert!(
         list.contains("CC-BY") || list.contains("MIT"),
         "licences are listed:\n{list}"

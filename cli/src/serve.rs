@@ -85,7 +85,9 @@ pub fn run(
         args.model_repository.clone()
     };
     let mut prebuilt = Vec::new();
+    let mut builtin = Vec::new();
     if up {
+        builtin = cerulean_cognitive::services::builtin_models(&store);
         let user_repository = store.home().join("repository");
         std::fs::create_dir_all(&user_repository)
             .with_context(|| format!("creating {}", user_repository.display()))?;
@@ -138,7 +140,7 @@ pub fn run(
     let sources = RepositorySources {
         roots,
         models: prebuilt,
-        builtin: Vec::new(),
+        builtin,
     };
     let registry = registry
         .map(|args| {
@@ -151,7 +153,7 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(
-        sources, defaults, options, http_addr, grpc_addr, registry,
+        sources, defaults, options, http_addr, grpc_addr, registry, up,
     ))
 }
 
@@ -162,6 +164,7 @@ async fn serve(
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     registry: Option<RegistryConfig>,
+    cognitive: bool,
 ) -> anyhow::Result<()> {
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
@@ -172,6 +175,10 @@ async fn serve(
     let repository = Arc::new(ModelRepository::new(sources, defaults, Metrics::new()));
     let server = InferenceServer::new(repository.clone(), options);
     let mut app = cerulean_serving::http::router(server.clone());
+    if cognitive {
+        // The Azure AI Language routes and /v1/embeddings, over the builtin language models.
+        app = app.merge(cerulean_cognitive::services::router(server.clone()));
+    }
     if let Some(config) = registry {
         let registry = crate::registry_server::open(config).await?;
         let auth = registry.auth().clone();

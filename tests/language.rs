@@ -1,0 +1,85 @@
+//! End-to-end test of the language services behind `cerulean up`: the real
+//! `azure-ai-textanalytics` client (Language API and Text Analytics v3.x paths), `tritonclient` on
+//! the `language-detection` and `embeddings` v2 models, and `POST /v1/embeddings`
+//! (`tests/python/language_e2e.py` holds the checks).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Server, cerulean, http_get, run_python};
+
+/// The v2 models `cerulean up` must serve for the language routes.
+const LANGUAGE_MODELS: [&str; 5] = [
+    "language-detection",
+    "sentiment",
+    "key-phrases",
+    "pii",
+    "embeddings",
+];
+
+/// `CERULEAN_HOME` shared with the rest of the suite (`.ci/run` points it at a cache), so the
+/// downloads happen once per machine; a private one when unset.
+fn home() -> (PathBuf, Option<tempfile::TempDir>) {
+    match std::env::var_os("CERULEAN_HOME") {
+        Some(home) if !home.is_empty() => (PathBuf::from(home), None),
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    }
+}
+
+#[test]
+fn azure_and_openai_clients_work_against_up() {
+    let (home, _keep) = home();
+    let pull = cerulean()
+        .args(["models", "pull", "--no-progress"])
+        .env("CERULEAN_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        pull.status.success(),
+        "cerulean models pull failed:\n{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+
+    let server = Server::start("up", &[], &[("CERULEAN_HOME", home.as_path())]);
+    let missing: Vec<&str> = LANGUAGE_MODELS
+        .iter()
+        .copied()
+        .filter(|model| {
+            !matches!(
+                http_get(&server.http, &format!("/v2/models/{model}/ready")),
+                Ok((200, _))
+            )
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "`cerulean up` does not serve the language models {missing:?}: the pipelines and \
+         cerulean_cognitive::azure::router / openai::router must be wired into `up`\n--- server log\n{}",
+        server.log()
+    );
+
+    // The routes answer POST only: a GET gets 405 when they are mounted, 404 when they are not.
+    for path in [
+        "/language/:analyze-text?api-version=2023-04-01",
+        "/text/analytics/v3.1/languages",
+        "/v1/embeddings",
+    ] {
+        let status = http_get(&server.http, path).map(|(s, _)| s).unwrap_or(0);
+        assert_eq!(
+            status, 405,
+            "GET {path} answered {status}: the Azure / OpenAI routes are not mounted by `cerulean up`"
+        );
+    }
+
+    let output = run_python(
+        "language_e2e.py",
+        &["--http", &server.http, "--grpc", &server.grpc],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
