@@ -76,13 +76,18 @@ pub mod json {
     }
 
     /// Reads an int64 from a number or a decimal string (protobuf JSON writes int64 as strings;
-    /// MLflow writes numbers).
+    /// MLflow writes numbers). `null` reads as 0: protobuf's JSON parser, which MLflow's server
+    /// uses, takes `null` for an unset field, whose value is the default (e.g. a log-batch metric
+    /// sent with `"step": null`, as the `mlflow-client` crate does, is logged at step 0).
     pub fn deserialize_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = i64;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an integer or a decimal string")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<i64, E> {
+                Ok(0)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
                 Ok(v)
@@ -738,6 +743,11 @@ mod tests {
         assert_eq!(back.step, 0);
         let n: Metric = serde_json::from_value(json!({"key": "a", "value": 1})).unwrap();
         assert_eq!(n.value, 1.0);
+        // `null` is an unset field, as protobuf's JSON parser reads it.
+        let null: Metric =
+            serde_json::from_value(json!({"key": "a", "value": 2, "timestamp": 9, "step": null}))
+                .unwrap();
+        assert_eq!((null.timestamp, null.step), (9, 0));
     }
 
     #[test]

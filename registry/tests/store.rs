@@ -73,7 +73,7 @@ async fn experiments(s: S) {
     assert_eq!(d.name, "Default");
     assert_eq!(d.lifecycle_stage, "active");
     assert_eq!(d.artifact_location, "mlflow-artifacts:/0");
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
 
     let id = s
         .create_experiment(CreateExperiment {
@@ -1654,6 +1654,77 @@ both!(logged_models_lifecycle, crate::logged_models);
 
 // ------------------------------------------------------------------ SQLite specifics
 
+/// A database made by migration 1 alone (latest metrics kept by a trigger) is upgraded by
+/// migration 2: the trigger goes, the latest values recorded so far stay, and later values move
+/// them through the store's own upsert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_2_upgrades_a_trigger_database() {
+    use cerulean_registry::store::StoreOptions;
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .unwrap();
+        conn.execute(include_str!(
+            "../src/store/sql/migrations/sqlite/0001_init.sql"
+        ))
+        .await
+        .unwrap();
+        conn.execute(
+            "CREATE TABLE cerulean_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at BIGINT NOT NULL); \
+             INSERT INTO cerulean_migrations VALUES (1, 'init', 0); \
+             INSERT INTO experiments (experiment_id, name, artifact_location) VALUES (0, \
+             'Default', 'mlflow-artifacts:/0'); \
+             INSERT INTO runs (run_uuid, experiment_id, name, status, start_time, artifact_uri) \
+             VALUES ('r1', 0, 'old', 'RUNNING', 1, 'mlflow-artifacts:/0/r1/artifacts'); \
+             INSERT INTO metrics (run_uuid, key, value, timestamp, step) VALUES \
+             ('r1', 'loss', 0.5, 10, 3), ('r1', 'loss', 0.9, 5, 1);",
+        )
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let uri = format!("sqlite://{}", path.display());
+    let s = SqlStore::connect(&uri, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
+    let run = s.get_run("r1").await.unwrap();
+    let m = &run.data.metrics[0];
+    assert_eq!((m.key.as_str(), m.step, m.value), ("loss", 3, 0.5));
+    s.log_metric("r1", Metric::new("loss", 0.1, 11, 2))
+        .await
+        .unwrap();
+    s.log_batch("r1", vec![Metric::new("loss", 0.25, 12, 4)], vec![], vec![])
+        .await
+        .unwrap();
+    let run = s.get_run("r1").await.unwrap();
+    let m = &run.data.metrics[0];
+    assert_eq!((m.step, m.timestamp, m.value), (4, 12, 0.25));
+    assert_eq!(
+        s.get_metric_history("r1", "loss", None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    s.close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let triggers: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(triggers, 0);
+}
+
 /// Reopening a store neither re-applies migrations nor loses data; two stores (two processes'
 /// worth of connections) writing one file concurrently never fail with SQLITE_BUSY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1676,7 +1747,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
             .unwrap(),
     );
     assert!(dir.path().join("nested/dir/r.db").exists());
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2]);
     let exp = new_experiment(&a, "shared").await;
     let run = new_run(&a, &exp, "r").await;
     new_model(&a, "shared").await;
@@ -1710,7 +1781,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
     let c = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(c.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2]);
     for n in 0..2 {
         let h = c
             .get_metric_history(&run, &format!("s{n}"), None, None)
@@ -1775,6 +1846,116 @@ async fn latest_metric_rules(s: S) {
             .len(),
         6
     );
+
+    // Several values of one key in one batch: the newest of the batch and of what is stored,
+    // whatever their order in the batch; the first of equal ones. Metrics only (SQLite's group
+    // commit) and with a param (one transaction).
+    let latest_of = |s: S, id: String, key: &'static str| async move {
+        let r = s.get_run(&id).await.unwrap();
+        let m = r.data.metrics.iter().find(|m| m.key == key).unwrap();
+        (m.step, m.timestamp, m.value)
+    };
+    s.log_batch(
+        &id,
+        vec![
+            Metric::new("b", 1.0, 5, 1),
+            Metric::new("b", 7.0, 1, 2),
+            Metric::new("b", 3.0, 9, 1),
+            Metric::new("b", 6.0, 1, 2),
+            Metric::new("c", f64::NAN, 1, 1),
+            Metric::new("c", 0.0, 1, 1),
+        ],
+        vec![],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(latest_of(s.clone(), id.clone(), "b").await, (2, 1, 7.0));
+    // NaN is stored as 0: the later 0.0 of the same step and time is not newer.
+    let (step, ts, v) = latest_of(s.clone(), id.clone(), "c").await;
+    assert_eq!((step, ts), (1, 1));
+    assert!(v.is_nan());
+    s.log_batch(
+        &id,
+        vec![
+            Metric::new("b", 0.5, 0, 1),
+            Metric::new("b", 8.0, 1, 2),
+            Metric::new("c", -5.0, 2, 1),
+            Metric::new("d", 4.0, 3, 0),
+        ],
+        vec![Param::new("p", "x")],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(latest_of(s.clone(), id.clone(), "b").await, (2, 1, 8.0));
+    assert_eq!(latest_of(s.clone(), id.clone(), "c").await, (1, 2, -5.0));
+    assert_eq!(latest_of(s.clone(), id.clone(), "d").await, (0, 3, 4.0));
+    // An exact duplicate of a stored value is dropped and changes nothing.
+    s.log_batch(&id, vec![Metric::new("b", 7.0, 1, 2)], vec![], vec![])
+        .await
+        .unwrap();
+    assert_eq!(latest_of(s.clone(), id.clone(), "b").await, (2, 1, 8.0));
+    assert_eq!(
+        s.get_metric_history(&id, "b", None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        6
+    );
+
+    // Concurrent writers of the same keys (batches, single values, two runs): the greatest step
+    // of all wins.
+    let other = new_run(&s, &exp, "l2").await;
+    let mut tasks = Vec::new();
+    for t in 0..6i64 {
+        let (s, runs) = (s.clone(), [id.clone(), other.clone()]);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20i64 {
+                let step = (i * 7 + t * 3) % 50 + 10;
+                let run = &runs[(i % 2) as usize];
+                if i % 3 == 0 {
+                    s.log_metric(run, Metric::new("hot", step as f64, t, step))
+                        .await
+                        .unwrap();
+                } else {
+                    s.log_batch(
+                        run,
+                        vec![
+                            Metric::new("hot", step as f64, t, step),
+                            Metric::new("hot2", -(step as f64), t, step),
+                        ],
+                        vec![],
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for run in [&id, &other] {
+        let r = s.get_run(run).await.unwrap();
+        let hot = r.data.metrics.iter().find(|m| m.key == "hot").unwrap();
+        let history = s.get_metric_history(run, "hot", None, None).await.unwrap();
+        let best = history
+            .items
+            .iter()
+            .max_by(|a, b| {
+                (a.step, a.timestamp)
+                    .cmp(&(b.step, b.timestamp))
+                    .then(a.value.total_cmp(&b.value))
+            })
+            .unwrap();
+        assert_eq!(
+            (hot.step, hot.timestamp, hot.value),
+            (best.step, best.timestamp, best.value)
+        );
+    }
 }
 both!(
     latest_metric_is_greatest_step_time_value,

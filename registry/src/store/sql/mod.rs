@@ -1,6 +1,7 @@
 //! The SQL implementation of [`MetadataStore`]: one code base over `sqlx::Any`, with the
-//! per-backend differences kept to the migrations (types, identity columns, the trigger that
-//! keeps `latest_metrics`) and a few dialect switches (`BEGIN IMMEDIATE`, `FOR UPDATE`, `ILIKE`).
+//! per-backend differences kept to the migrations (types, identity columns) and a few dialect
+//! switches (`BEGIN IMMEDIATE`, `FOR UPDATE`, `ILIKE`, placeholders of multi-row statements, the
+//! lock-free pre-check of the `latest_metrics` upsert on PostgreSQL).
 //!
 //! SQLite runs in WAL mode with `synchronous=NORMAL` (a committed transaction survives the
 //! process being killed), foreign keys on, and a single writer connection, so writers queue in
@@ -80,12 +81,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "latest_metrics_set_based",
+        sqlite: include_str!("migrations/sqlite/0002_latest_metrics_set_based.sql"),
+        postgres: include_str!("migrations/postgres/0002_latest_metrics_set_based.sql"),
+    },
+];
 
 /// The metadata store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -265,6 +274,38 @@ impl Sql {
     pub fn arg(&mut self, a: impl Into<Arg>) -> String {
         self.args.push(a.into());
         format!("${}", self.args.len())
+    }
+
+    /// Binds one row of a multi-row `VALUES` list and appends its placeholders, `(?, ?, ...)`
+    /// on SQLite and `($n, $n+1, ...)` on PostgreSQL, to `values` (after a comma if `values`
+    /// already holds a row). SQLite gets anonymous `?`: sqlx looks the name of every `$n` of a
+    /// SQLite statement up with `sqlite3_bind_parameter_name`, a linear search, which makes
+    /// binding quadratic in the number of parameters. A statement must use one style
+    /// throughout: rows from this, or placeholders from [`Sql::arg`], not both.
+    pub fn row(
+        &mut self,
+        backend: Backend,
+        values: &mut String,
+        row: impl IntoIterator<Item = Arg>,
+    ) {
+        use std::fmt::Write;
+        if !values.is_empty() {
+            values.push_str(", ");
+        }
+        values.push('(');
+        for (i, a) in row.into_iter().enumerate() {
+            if i > 0 {
+                values.push_str(", ");
+            }
+            self.args.push(a);
+            match backend {
+                Backend::Sqlite => values.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(values, "${}", self.args.len());
+                }
+            }
+        }
+        values.push(')');
     }
 
     /// Adds values and returns their placeholders, comma-separated.

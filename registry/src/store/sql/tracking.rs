@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, Sql, SqlStore, cond, is_unique_violation, join_uri, new_hex_id, now_ms};
+use super::{Arg, Backend, Sql, SqlStore, cond, is_unique_violation, join_uri, new_hex_id, now_ms};
 use super::{parse_experiment_id, random_name};
 use crate::entities::{
     Dataset, DatasetInput, Experiment, LIFECYCLE_ACTIVE, LIFECYCLE_DELETED, Metric, ModelInput,
@@ -684,7 +684,7 @@ pub(super) async fn create_run(s: &SqlStore, req: CreateRun) -> Result<Run> {
     .bind(artifact_uri.as_str())
     .execute(&mut *tx)
     .await?;
-    insert_tags(&mut tx, &run_id, &tags).await?;
+    insert_tags(&mut tx, s.backend, &run_id, &tags).await?;
     tx.commit().await?;
     tags.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Run {
@@ -709,23 +709,30 @@ pub(super) async fn create_run(s: &SqlStore, req: CreateRun) -> Result<Run> {
     })
 }
 
-/// Upserts run tags (keys must be distinct), 100 rows per statement.
-async fn insert_tags(conn: &mut AnyConnection, run_id: &str, tags: &[RunTag]) -> Result<()> {
-    for chunk in tags.chunks(100) {
+/// Upserts run tags (keys must be distinct), [`ROWS_PER_STATEMENT`] rows per statement.
+async fn insert_tags(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    run_id: &str,
+    tags: &[RunTag],
+) -> Result<()> {
+    for chunk in tags.chunks(ROWS_PER_STATEMENT) {
         let mut sql = Sql::default();
-        let mut values = Vec::with_capacity(chunk.len());
+        let mut values = String::with_capacity(chunk.len() * 16);
         for t in chunk {
-            let (a, b, c) = (
-                sql.arg(run_id),
-                sql.arg(t.key.as_str()),
-                sql.arg(t.value.as_str()),
+            sql.row(
+                backend,
+                &mut values,
+                [
+                    Arg::from(run_id),
+                    Arg::from(t.key.as_str()),
+                    Arg::from(t.value.as_str()),
+                ],
             );
-            values.push(format!("({a}, {b}, {c})"));
         }
         sql.text = format!(
-            "INSERT INTO tags (run_uuid, key, value) VALUES {} ON CONFLICT (run_uuid, key) DO \
-             UPDATE SET value = excluded.value",
-            values.join(", ")
+            "INSERT INTO tags (run_uuid, key, value) VALUES {values} ON CONFLICT (run_uuid, key) \
+             DO UPDATE SET value = excluded.value"
         );
         sql.query().execute(&mut *conn).await?;
     }
@@ -779,7 +786,13 @@ pub(super) async fn update_run(s: &SqlStore, req: UpdateRun) -> Result<RunInfo> 
     .execute(&mut *tx)
     .await?;
     if let Some(name) = name {
-        insert_tags(&mut tx, &req.run_id, &[Tag::new(TAG_RUN_NAME, name)]).await?;
+        insert_tags(
+            &mut tx,
+            s.backend,
+            &req.run_id,
+            &[Tag::new(TAG_RUN_NAME, name)],
+        )
+        .await?;
     }
     let row = sqlx::query(&format!(
         "SELECT {RUN_COLS} FROM runs r WHERE r.run_uuid = $1"
@@ -810,57 +823,159 @@ pub(super) async fn set_run_lifecycle(s: &SqlStore, run_id: &str, delete: bool) 
     Ok(())
 }
 
-/// Appends metric rows (the trigger keeps `latest_metrics`); exact duplicates are dropped.
-/// Metrics with a `model_id` are also recorded on the logged model.
-async fn insert_metrics(conn: &mut AnyConnection, run_id: &str, metrics: &[Metric]) -> Result<()> {
-    for chunk in metrics.chunks(100) {
+/// Rows of a multi-row statement: 100 a statement keeps every statement's parameters well
+/// under both backends' limits (SQLite 32766, PostgreSQL 65535) and its text one of few (sqlx
+/// caches prepared statements by text).
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// Whether the stored metric value `a` = (step, timestamp, value) is newer than `b`, by
+/// MLflow's rule for the latest value of a key (`_update_latest_metrics_if_necessary`): the
+/// greatest step, then timestamp, then value (a NaN compares as its stored 0).
+fn newer_metric(a: (i64, i64, f64), b: (i64, i64, f64)) -> bool {
+    (a.0, a.1) > (b.0, b.1) || ((a.0, a.1) == (b.0, b.1) && a.2 > b.2)
+}
+
+/// Moves `latest_metrics` to the newest of `rows` (see [`newer_metric`]) for each (run, key)
+/// whose stored latest value is older: one set-based upsert per batch, instead of a trigger
+/// per inserted row. The batch is first reduced to its newest value per (run, key) (the first
+/// of equal ones kept, as row-by-row upserts kept it), then written by multi-row
+/// `INSERT ... ON CONFLICT DO UPDATE ... WHERE` statements whose WHERE moves a row only to a
+/// strictly newer value. Rows go in (run, key) order, so concurrent writers lock rows in one
+/// order. On PostgreSQL, values that are not newer than the visible latest one (which only ever
+/// grows) are filtered out before the upsert so that they take no row lock and concurrent
+/// writers of one key do not queue on it; the upsert's WHERE decides under the lock.
+///
+/// A value that was an exact duplicate of a stored one (dropped from `metrics`) may be among
+/// `rows`: the latest value is at least that stored one already, so it changes nothing.
+async fn upsert_latest_metrics<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: impl IntoIterator<Item = (&'a str, &'a Metric)>,
+) -> Result<()> {
+    use std::collections::hash_map::Entry;
+    let mut newest: HashMap<(&str, &str), (i64, i64, f64, i64)> = HashMap::new();
+    for (run_id, m) in rows {
+        let (v, nan) = storable(m.value);
+        let candidate = (m.step, m.timestamp, v, nan);
+        match newest.entry((run_id, m.key.as_str())) {
+            Entry::Vacant(e) => {
+                e.insert(candidate);
+            }
+            Entry::Occupied(mut e) => {
+                let current = *e.get();
+                if newer_metric(
+                    (candidate.0, candidate.1, candidate.2),
+                    (current.0, current.1, current.2),
+                ) {
+                    e.insert(candidate);
+                }
+            }
+        }
+    }
+    let mut newest: Vec<_> = newest.into_iter().collect();
+    newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    const SET: &str = "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, \
+         is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+         WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+         (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)";
+    for chunk in newest.chunks(ROWS_PER_STATEMENT) {
         let mut sql = Sql::default();
-        let mut values = Vec::with_capacity(chunk.len());
+        let mut values = String::with_capacity(chunk.len() * 24);
+        for ((run_id, key), (step, timestamp, value, is_nan)) in chunk {
+            sql.row(
+                backend,
+                &mut values,
+                [
+                    Arg::from(*run_id),
+                    Arg::from(*key),
+                    Arg::from(*value),
+                    Arg::from(*is_nan),
+                    Arg::from(*timestamp),
+                    Arg::from(*step),
+                ],
+            );
+        }
+        sql.text = match backend {
+            Backend::Sqlite => format!(
+                "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) \
+                 VALUES {values} {SET}"
+            ),
+            Backend::Postgres => format!(
+                "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) \
+                 SELECT v.run_uuid, v.key, v.value, v.is_nan, v.timestamp, v.step \
+                 FROM (VALUES {values}) AS v (run_uuid, key, value, is_nan, timestamp, step) \
+                 WHERE NOT EXISTS (SELECT 1 FROM latest_metrics l WHERE l.run_uuid = v.run_uuid \
+                 AND l.key = v.key AND (l.step, l.timestamp, l.value) >= \
+                 (v.step, v.timestamp, v.value)) ORDER BY v.run_uuid, v.key {SET}"
+            ),
+        };
+        sql.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends metric rows of runs already checked to be active, exact duplicates dropped, and
+/// moves their latest values ([`upsert_latest_metrics`]). Metrics with a `model_id` are also
+/// recorded on the logged model.
+async fn insert_metrics(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
+    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = Sql::default();
+        let mut values = String::with_capacity(chunk.len() * 32);
         for m in chunk {
             let (v, nan) = storable(m.value);
-            let row = [
-                sql.arg(run_id),
-                sql.arg(m.key.as_str()),
-                sql.arg(v),
-                sql.arg(nan),
-                sql.arg(m.timestamp),
-                sql.arg(m.step),
-                sql.arg(m.model_id.as_deref()),
-                sql.arg(m.dataset_name.as_deref()),
-                sql.arg(m.dataset_digest.as_deref()),
-            ];
-            values.push(format!("({})", row.join(", ")));
+            sql.row(
+                backend,
+                &mut values,
+                [
+                    Arg::from(run_id),
+                    Arg::from(m.key.as_str()),
+                    Arg::from(v),
+                    Arg::from(nan),
+                    Arg::from(m.timestamp),
+                    Arg::from(m.step),
+                    Arg::from(m.model_id.as_deref()),
+                    Arg::from(m.dataset_name.as_deref()),
+                    Arg::from(m.dataset_digest.as_deref()),
+                ],
+            );
         }
         sql.text = format!(
             "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, \
-             dataset_name, dataset_digest) VALUES {} ON CONFLICT DO NOTHING",
-            values.join(", ")
+             dataset_name, dataset_digest) VALUES {values} ON CONFLICT DO NOTHING"
         );
         sql.query().execute(&mut *conn).await?;
     }
+    upsert_latest_metrics(conn, backend, metrics.iter().map(|m| (run_id, m))).await?;
     let with_model: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
-    for chunk in with_model.chunks(100) {
+    for chunk in with_model.chunks(ROWS_PER_STATEMENT) {
         let mut sql = Sql::default();
-        let mut values = Vec::with_capacity(chunk.len());
+        let mut values = String::with_capacity(chunk.len() * 32);
         for m in chunk {
             let (v, nan) = storable(m.value);
-            let row = [
-                sql.arg(m.model_id.as_deref()),
-                sql.arg(m.key.as_str()),
-                sql.arg(v),
-                sql.arg(nan),
-                sql.arg(m.timestamp),
-                sql.arg(m.step),
-                sql.arg(run_id),
-                sql.arg(m.dataset_name.as_deref()),
-                sql.arg(m.dataset_digest.as_deref()),
-            ];
-            values.push(format!("({})", row.join(", ")));
+            sql.row(
+                backend,
+                &mut values,
+                [
+                    Arg::from(m.model_id.as_deref()),
+                    Arg::from(m.key.as_str()),
+                    Arg::from(v),
+                    Arg::from(nan),
+                    Arg::from(m.timestamp),
+                    Arg::from(m.step),
+                    Arg::from(run_id),
+                    Arg::from(m.dataset_name.as_deref()),
+                    Arg::from(m.dataset_digest.as_deref()),
+                ],
+            );
         }
         sql.text = format!(
             "INSERT INTO logged_model_metrics (model_id, key, value, is_nan, timestamp, step, \
-             run_id, dataset_name, dataset_digest) VALUES {}",
-            values.join(", ")
+             run_id, dataset_name, dataset_digest) VALUES {values}"
         );
         sql.query().execute(&mut *conn).await?;
     }
@@ -869,22 +984,33 @@ async fn insert_metrics(conn: &mut AnyConnection, run_id: &str, metrics: &[Metri
 
 pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Result<()> {
     validation::validate_metric(&metric, "")?;
-    if metric.model_id.is_some() {
+    if metric.model_id.is_some() || s.backend != Backend::Postgres {
+        // (SQLite logs metrics without a model through `log_metrics_grouped`.)
         let mut tx = s.begin().await?;
         require_active_run(&mut tx, run_id).await?;
-        insert_metrics(&mut tx, run_id, std::slice::from_ref(&metric)).await?;
+        insert_metrics(&mut tx, s.backend, run_id, std::slice::from_ref(&metric)).await?;
         tx.commit().await?;
         return Ok(());
     }
-    // The hot path: one statement, which checks the run, appends the value and (through the
-    // trigger) moves the latest value, atomically.
+    // The hot path on PostgreSQL: one statement, which checks the run, appends the value and
+    // moves the latest value (as `upsert_latest_metrics` does: a value not newer than the
+    // visible latest one takes no row lock), atomically and in one round trip.
     let (v, nan) = storable(metric.value);
     let mut conn = s.writer().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, \
-         dataset_name, dataset_digest) SELECT $1, $2, $3, $4, $5, $6, NULL, $7, $8 \
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH ins AS (INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, \
+         model_id, dataset_name, dataset_digest) SELECT $1, $2, $3, $4, $5, $6, NULL, $7, $8 \
          WHERE EXISTS (SELECT 1 FROM runs WHERE run_uuid = $1 AND lifecycle_stage = 'active') \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING run_uuid, key, value, is_nan, timestamp, step), \
+         latest AS (INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) \
+         SELECT i.run_uuid, i.key, i.value, i.is_nan, i.timestamp, i.step FROM ins i \
+         WHERE NOT EXISTS (SELECT 1 FROM latest_metrics l WHERE l.run_uuid = i.run_uuid \
+         AND l.key = i.key AND (l.step, l.timestamp, l.value) >= (i.step, i.timestamp, i.value)) \
+         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, \
+         is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+         WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+         (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value) RETURNING 1) \
+         SELECT COUNT(*) FROM ins",
     )
     .bind(run_id)
     .bind(metric.key.as_str())
@@ -894,9 +1020,8 @@ pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Re
     .bind(metric.step)
     .bind(metric.dataset_name.as_deref())
     .bind(metric.dataset_digest.as_deref())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    .fetch_one(&mut *conn)
+    .await?;
     if inserted == 0 {
         // A missing or deleted run, or an exact duplicate (which is fine).
         require_active_run(&mut conn, run_id).await?;
@@ -1022,30 +1147,33 @@ async fn try_write_metric_group(
         .filter(|(_, o)| o.is_ok())
         .flat_map(|(p, _)| p.metrics.iter().map(|m| (p.run_id.as_str(), m)))
         .collect();
-    for chunk in accepted.chunks(100) {
+    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
         let mut sql = Sql::default();
-        let mut values = Vec::with_capacity(chunk.len());
+        let mut values = String::with_capacity(chunk.len() * 32);
         for (run_id, m) in chunk {
             let (v, nan) = storable(m.value);
-            sql.args.extend([
-                super::Arg::from(*run_id),
-                super::Arg::from(m.key.as_str()),
-                super::Arg::from(v),
-                super::Arg::from(nan),
-                super::Arg::from(m.timestamp),
-                super::Arg::from(m.step),
-                super::Arg::from(m.dataset_name.as_deref()),
-                super::Arg::from(m.dataset_digest.as_deref()),
-            ]);
-            values.push("(?, ?, ?, ?, ?, ?, ?, ?, NULL)");
+            sql.row(
+                s.backend,
+                &mut values,
+                [
+                    Arg::from(*run_id),
+                    Arg::from(m.key.as_str()),
+                    Arg::from(v),
+                    Arg::from(nan),
+                    Arg::from(m.timestamp),
+                    Arg::from(m.step),
+                    Arg::from(m.dataset_name.as_deref()),
+                    Arg::from(m.dataset_digest.as_deref()),
+                ],
+            );
         }
         sql.text = format!(
             "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, dataset_name, \
-             dataset_digest, model_id) VALUES {} ON CONFLICT DO NOTHING",
-            values.join(", ")
+             dataset_digest) VALUES {values} ON CONFLICT DO NOTHING"
         );
         sql.query().execute(&mut *tx).await?;
     }
+    upsert_latest_metrics(&mut tx, s.backend, accepted.iter().copied()).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -1099,7 +1227,7 @@ pub(super) async fn set_tag(s: &SqlStore, run_id: &str, tag: RunTag) -> Result<(
     validation::validate_run_tag(&tag, "")?;
     let mut tx = s.begin().await?;
     require_active_run(&mut tx, run_id).await?;
-    insert_tags(&mut tx, run_id, std::slice::from_ref(&tag)).await?;
+    insert_tags(&mut tx, s.backend, run_id, std::slice::from_ref(&tag)).await?;
     if tag.key == TAG_RUN_NAME {
         sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
             .bind(tag.value.as_str())
@@ -1171,25 +1299,25 @@ pub(super) async fn log_batch(
                 conflicts.join(", ")
             )));
         }
-        if !new.is_empty() {
+        for chunk in new.chunks(ROWS_PER_STATEMENT) {
             let mut sql = Sql::default();
-            let mut values = Vec::with_capacity(new.len());
-            for p in new {
-                let (a, b, c) = (
-                    sql.arg(run_id),
-                    sql.arg(p.key.as_str()),
-                    sql.arg(p.value.as_str()),
+            let mut values = String::with_capacity(chunk.len() * 16);
+            for p in chunk {
+                sql.row(
+                    s.backend,
+                    &mut values,
+                    [
+                        Arg::from(run_id),
+                        Arg::from(p.key.as_str()),
+                        Arg::from(p.value.as_str()),
+                    ],
                 );
-                values.push(format!("({a}, {b}, {c})"));
             }
-            sql.text = format!(
-                "INSERT INTO params (run_uuid, key, value) VALUES {}",
-                values.join(", ")
-            );
+            sql.text = format!("INSERT INTO params (run_uuid, key, value) VALUES {values}");
             sql.query().execute(&mut *tx).await?;
         }
     }
-    insert_metrics(&mut tx, run_id, &metrics).await?;
+    insert_metrics(&mut tx, s.backend, run_id, &metrics).await?;
     if !tags.is_empty() {
         let mut dedup: Vec<RunTag> = Vec::with_capacity(tags.len());
         for t in tags {
@@ -1199,7 +1327,7 @@ pub(super) async fn log_batch(
                 dedup.push(t);
             }
         }
-        insert_tags(&mut tx, run_id, &dedup).await?;
+        insert_tags(&mut tx, s.backend, run_id, &dedup).await?;
         if let Some(t) = dedup.iter().find(|t| t.key == TAG_RUN_NAME) {
             sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
                 .bind(t.value.as_str())
@@ -1637,6 +1765,16 @@ pub(super) async fn search_runs(s: &SqlStore, req: SearchRuns) -> Result<Page<Ru
         let dir = if o.ascending { "ASC" } else { "DESC" };
         match o.kind {
             KeyKind::Metric => {
+                // A filter on the same metric joins its latest value already (an inner join
+                // that keeps only non-NaN values, see `run_filter_join`): order by that, without
+                // a second join of the same row.
+                if let Some(f) = filters
+                    .iter()
+                    .position(|f| f.kind == KeyKind::Metric && f.key == o.key)
+                {
+                    order_sql.push(format!("f{f}.value {dir}"));
+                    continue;
+                }
                 let k = sql.arg(o.key.as_str());
                 joins.push_str(&format!(
                     " LEFT JOIN latest_metrics o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {k}"

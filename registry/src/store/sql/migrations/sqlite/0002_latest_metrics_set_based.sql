@@ -1,0 +1,5 @@
+-- latest_metrics is kept by the store's own writes from here on: one set-based upsert per batch
+-- of metrics (INSERT ... ON CONFLICT DO UPDATE ... WHERE the value is newer, with MLflow's rule:
+-- the greatest (step, timestamp, value)), in the transaction that appends the values, instead of
+-- this trigger's upsert per inserted row.
+DROP TRIGGER IF EXISTS metrics_latest;
