@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::load::{LoadResult, LoadSpec, Timing, Transport, run_route_load};
 use crate::procs::{ServerProcess, find_python, find_server_binary, free_addr, script};
+use crate::stats::{cpu_seconds, machine_busy_seconds, wait_until_quiet};
 
 /// Words the benchmark sentences are made of (ordinary English, a few word pieces each at most).
 const WORDS: &[&str] = &[
@@ -90,6 +91,10 @@ pub struct EmbeddingsArgs {
     /// Skip the Python loop.
     #[arg(long)]
     pub no_python: bool,
+    /// Before each measurement, wait up to this many seconds for other processes to use at most
+    /// 0.15 cores.
+    #[arg(long, default_value_t = 60)]
+    pub quiet_wait: u64,
     #[command(flatten)]
     pub timing: Timing,
 }
@@ -109,6 +114,8 @@ pub struct EmbeddingsRow {
     pub p99_ms: f64,
     /// Sentences per second divided by the floor's.
     pub of_floor: f64,
+    /// Cores used by other processes during the measurement (well above 0: disturbed).
+    pub other_cpu: Option<f64>,
 }
 
 /// Runs the whole comparison and returns the rows.
@@ -133,7 +140,9 @@ pub async fn run(args: EmbeddingsArgs) -> anyhow::Result<Vec<EmbeddingsRow>> {
 
     let mut rows = Vec::new();
     let mut floors = Vec::new();
+    let quiet = || wait_until_quiet(0.15, Duration::from_secs(args.quiet_wait));
     for (tokens, set) in &sets {
+        quiet();
         let floor = floor(
             &store,
             &options,
@@ -220,6 +229,7 @@ pub async fn run(args: EmbeddingsArgs) -> anyhow::Result<Vec<EmbeddingsRow>> {
             ("POST /v1/embeddings", "/v1/embeddings", openai),
             ("v2 infer (JSON)", "/v2/models/embeddings/infer", v2),
         ] {
+            quiet();
             let result = run_route_load(&spec, path, Arc::new(bodies)).await?;
             ensure!(
                 result.errors == 0,
@@ -258,6 +268,7 @@ pub async fn run(args: EmbeddingsArgs) -> anyhow::Result<Vec<EmbeddingsRow>> {
                     p50_ms: f64::NAN,
                     p99_ms: f64::NAN,
                     of_floor: per_s / floor,
+                    other_cpu: None,
                 }),
                 Err(err) => eprintln!("Python loop skipped: {err:#}"),
             }
@@ -310,6 +321,20 @@ fn floor(
     let duration = Duration::from_secs_f64(timing.duration.max(0.1));
     let start = Instant::now() + Duration::from_millis(200);
     let (from, end) = (start + warmup, start + warmup + duration);
+    let sampler = std::thread::spawn(move || {
+        std::thread::sleep(from.saturating_duration_since(Instant::now()));
+        let own = std::process::id();
+        let before = (machine_busy_seconds(), cpu_seconds(own), Instant::now());
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        let after = (machine_busy_seconds(), cpu_seconds(own), Instant::now());
+        let wall = (after.2 - before.2).as_secs_f64();
+        match (before, after) {
+            ((Some(mb), Some(ob), _), (Some(ma), Some(oa), _)) => {
+                Some((((ma - mb) - (oa - ob)) / wall).max(0.0))
+            }
+            _ => None,
+        }
+    });
     let results: Vec<anyhow::Result<(usize, Vec<u64>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..instances)
             .map(|worker| {
@@ -355,6 +380,7 @@ fn floor(
     }
     let summary = crate::stats::Summary::from_nanos(&mut calls);
     let per_s = total as f64 / duration.as_secs_f64();
+    let other_cpu = sampler.join().ok().flatten();
     Ok(EmbeddingsRow {
         tokens: 0,
         what: format!("in-process floor: {instances} encoders × 1 thread, batch {batch}"),
@@ -362,6 +388,7 @@ fn floor(
         p50_ms: summary.p50_us / 1e3,
         p99_ms: summary.p99_us / 1e3,
         of_floor: 1.0,
+        other_cpu,
     })
 }
 
@@ -379,6 +406,7 @@ fn server_row(
         p50_ms: result.latency.p50_us / 1e3,
         p99_ms: result.latency.p99_us / 1e3,
         of_floor: result.rows_per_s / floor,
+        other_cpu: result.other_cpu,
     }
 }
 
@@ -430,12 +458,19 @@ fn python_loop(
 /// The report as a Markdown table.
 pub fn render(rows: &[EmbeddingsRow]) -> String {
     let mut out = String::from(
-        "| tokens | what | sentences/s | p50 ms | p99 ms | × floor |\n| --- | --- | --- | --- | --- | --- |\n",
+        "| tokens | what | sentences/s | p50 ms | p99 ms | × floor | other CPU |\n| --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for row in rows {
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
-            row.tokens, row.what, row.sentences_per_s, row.p50_ms, row.p99_ms, row.of_floor
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} |\n",
+            row.tokens,
+            row.what,
+            row.sentences_per_s,
+            row.p50_ms,
+            row.p99_ms,
+            row.of_floor,
+            row.other_cpu
+                .map_or_else(|| "–".to_string(), |c| format!("{c:.2}"))
         ));
     }
     out
