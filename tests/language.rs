@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{Server, cerulean, http_get, run_python};
+use common::{Server, cerulean, home, http_get, run_python};
 
 /// The v2 models `cerulean up` must serve for the language routes.
 const LANGUAGE_MODELS: [&str; 5] = [
@@ -17,18 +15,6 @@ const LANGUAGE_MODELS: [&str; 5] = [
     "pii",
     "embeddings",
 ];
-
-/// `CERULEAN_HOME` shared with the rest of the suite (`.ci/run` points it at a cache), so the
-/// downloads happen once per machine; a private one when unset.
-fn home() -> (PathBuf, Option<tempfile::TempDir>) {
-    match std::env::var_os("CERULEAN_HOME") {
-        Some(home) if !home.is_empty() => (PathBuf::from(home), None),
-        _ => {
-            let dir = tempfile::tempdir().unwrap();
-            (dir.path().to_path_buf(), Some(dir))
-        }
-    }
-}
 
 #[test]
 fn azure_and_openai_clients_work_against_up() {

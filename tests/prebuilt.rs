@@ -3,21 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{Server, cerulean, run_python};
-
-/// `CERULEAN_HOME` shared with the rest of the suite (`.ci/run` points it at a cache), so the
-/// downloads happen once per machine; a private one when unset.
-fn home() -> (PathBuf, Option<tempfile::TempDir>) {
-    match std::env::var_os("CERULEAN_HOME") {
-        Some(home) if !home.is_empty() => (PathBuf::from(home), None),
-        _ => {
-            let dir = tempfile::tempdir().unwrap();
-            (dir.path().to_path_buf(), Some(dir))
-        }
-    }
-}
+use common::{Server, cerulean, home, run_python};
 
 #[test]
 fn models_are_pulled_listed_and_served_by_up() {

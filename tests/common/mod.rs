@@ -17,6 +17,18 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `CERULEAN_HOME` shared with the rest of the suite (`.ci/run` points it at a cache), so the
+/// downloads happen once per machine; a private one (kept while the guard lives) when unset.
+pub fn home() -> (PathBuf, Option<tempfile::TempDir>) {
+    match std::env::var_os("CERULEAN_HOME") {
+        Some(home) if !home.is_empty() => (PathBuf::from(home), None),
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    }
+}
+
 /// The `cerulean` binary built for this test run.
 pub fn cerulean() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cerulean"))
