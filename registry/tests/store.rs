@@ -73,7 +73,7 @@ async fn experiments(s: S) {
     assert_eq!(d.name, "Default");
     assert_eq!(d.lifecycle_stage, "active");
     assert_eq!(d.artifact_location, "mlflow-artifacts:/0");
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3]);
 
     let id = s
         .create_experiment(CreateExperiment {
@@ -1692,7 +1692,7 @@ async fn sqlite_migration_2_upgrades_a_trigger_database() {
     let s = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     let run = s.get_run("r1").await.unwrap();
     let m = &run.data.metrics[0];
     assert_eq!((m.key.as_str(), m.step, m.value), ("loss", 3, 0.5));
@@ -1747,7 +1747,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
             .unwrap(),
     );
     assert!(dir.path().join("nested/dir/r.db").exists());
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     let exp = new_experiment(&a, "shared").await;
     let run = new_run(&a, &exp, "r").await;
     new_model(&a, "shared").await;
@@ -1781,7 +1781,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
     let c = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     for n in 0..2 {
         let h = c
             .get_metric_history(&run, &format!("s{n}"), None, None)
@@ -2015,3 +2015,286 @@ async fn cancelled_writes_inner(s: S) {
     eprintln!("{complete} of 40 batches committed");
 }
 both!(cancelled_writes_are_all_or_nothing, crate::cancelled_writes);
+
+// ------------------------------------------------------------------ SQLite metric staging
+
+/// A SQLite store whose staged metric values are merged only when asked (no background merge).
+async fn sqlite_store_without_background_merge(path: &std::path::Path) -> S {
+    use cerulean_registry::store::StoreOptions;
+    Arc::new(
+        SqlStore::connect(
+            &format!("sqlite://{}", path.display()),
+            StoreOptions {
+                metric_merge_rows: u64::MAX,
+                metric_merge_interval: std::time::Duration::from_secs(3600),
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    )
+}
+
+/// Rows of `table` in the SQLite file at `path` (read by a connection of its own).
+async fn sqlite_rows(path: &std::path::Path, table: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let n = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+/// A series' whole history, read a page of `page` at a time.
+async fn paged_history(s: &S, run: &str, key: &str, page: i64) -> Vec<Metric> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let p = s
+            .get_metric_history(run, key, Some(page), token.as_deref())
+            .await
+            .unwrap();
+        out.extend(p.items);
+        match p.next_page_token {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
+/// Metric history reads the same whether values are staged or merged into `metrics`: exact
+/// duplicates (within a batch, across calls, across staged and merged values) are one, the
+/// first logged one kept, in (timestamp, step, value) order, paged alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_history_reads_staged_and_merged_values_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let s = sqlite_store_without_background_merge(&path).await;
+    let exp = new_experiment(&s, "staging").await;
+    let run = new_run(&s, &exp, "r").await;
+    let with_dataset = |mut m: Metric, name: &str| {
+        m.dataset_name = Some(name.into());
+        m.dataset_digest = Some("d".into());
+        m
+    };
+    // Staged only: duplicates within a batch and across calls; NaN; a tie on (ts, step, value)
+    // between NaN (stored as 0) and 0.
+    s.log_batch(
+        &run,
+        vec![
+            with_dataset(Metric::new("loss", 0.5, 10, 1), "first"),
+            with_dataset(Metric::new("loss", 0.5, 10, 1), "second"),
+            Metric::new("loss", 0.25, 20, 2),
+            Metric::new("loss", f64::NAN, 30, 3),
+            Metric::new("loss", 0.0, 30, 3),
+            Metric::new("other", 1.0, 1, 1),
+        ],
+        vec![],
+        vec![],
+    )
+    .await
+    .unwrap();
+    s.log_metric(&run, with_dataset(Metric::new("loss", 0.5, 10, 1), "third"))
+        .await
+        .unwrap();
+    s.log_metric(&run, Metric::new("loss", 0.75, 5, 0))
+        .await
+        .unwrap();
+    // With a param, log_batch takes the other (non-grouped) path.
+    s.log_batch(
+        &run,
+        vec![
+            Metric::new("loss", 0.25, 20, 2),
+            Metric::new("loss", 0.1, 40, 4),
+        ],
+        vec![Param::new("p", "1")],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sqlite_rows(&path, "metrics").await, 0);
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 10);
+
+    let staged = s
+        .get_metric_history(&run, "loss", None, None)
+        .await
+        .unwrap()
+        .items;
+    let got: Vec<(i64, i64, String)> = staged
+        .iter()
+        .map(|m| (m.timestamp, m.step, format!("{}", m.value)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (5, 0, "0.75".to_owned()),
+            (10, 1, "0.5".to_owned()),
+            (20, 2, "0.25".to_owned()),
+            (30, 3, "0".to_owned()),
+            (30, 3, "NaN".to_owned()),
+            (40, 4, "0.1".to_owned()),
+        ]
+    );
+    assert_eq!(staged[1].dataset_name.as_deref(), Some("first"));
+    let staged_pages = paged_history(&s, &run, "loss", 2).await;
+    assert_eq!(format!("{staged_pages:?}"), format!("{staged:?}"));
+
+    assert_eq!(s.merge_staged_metrics().await.unwrap(), 10);
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
+    assert_eq!(sqlite_rows(&path, "metrics").await, 7);
+    let merged = s
+        .get_metric_history(&run, "loss", None, None)
+        .await
+        .unwrap()
+        .items;
+    // (Debug text: NaN != NaN.)
+    assert_eq!(format!("{merged:?}"), format!("{staged:?}"));
+    assert_eq!(
+        format!("{:?}", paged_history(&s, &run, "loss", 4).await),
+        format!("{staged:?}")
+    );
+    assert_eq!(
+        s.get_metric_history(&run, "other", None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    // Staged duplicates of merged values are one with them (the merged one kept); new values
+    // interleave with merged ones in order.
+    s.log_batch(
+        &run,
+        vec![
+            with_dataset(Metric::new("loss", 0.5, 10, 1), "late"),
+            Metric::new("loss", 0.3, 15, 1),
+            Metric::new("loss", f64::NAN, 30, 3),
+            Metric::new("loss", 0.3, 15, 1),
+        ],
+        vec![],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 4);
+    let mixed = paged_history(&s, &run, "loss", 3).await;
+    assert_eq!(mixed.len(), 7);
+    assert_eq!((mixed[2].timestamp, mixed[2].value), (15, 0.3));
+    assert_eq!(mixed[1].dataset_name.as_deref(), Some("first"));
+    assert_eq!(s.merge_staged_metrics().await.unwrap(), 4);
+    let after = paged_history(&s, &run, "loss", 3).await;
+    assert_eq!(format!("{after:?}"), format!("{mixed:?}"));
+    assert_eq!(sqlite_rows(&path, "metrics").await, 8);
+    // The latest value was kept synchronously all along.
+    let latest = s.get_run(&run).await.unwrap().data.metrics;
+    let loss = latest.iter().find(|m| m.key == "loss").unwrap();
+    assert_eq!((loss.step, loss.value), (4, 0.1));
+    s.close().await;
+}
+
+/// Values staged when the process died are merged when the store opens again; staged values of
+/// a run that no longer exists are dropped instead of blocking the merge; a store that closes
+/// merges what it staged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_staged_values_are_merged_at_open_and_close() {
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let s = sqlite_store_without_background_merge(&path).await;
+    let exp = new_experiment(&s, "crash").await;
+    let run = new_run(&s, &exp, "r").await;
+    let batch: Vec<Metric> = (0..50).map(|i| Metric::new("m", i as f64, i, i)).collect();
+    s.log_batch(&run, batch, vec![], vec![]).await.unwrap();
+    // A crash: the store goes without closing (no merge).
+    drop(s);
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 50);
+    {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        conn.execute(
+            "INSERT INTO metrics_staging (run_uuid, key, value, timestamp, step) VALUES \
+             ('no-such-run', 'm', 1.0, 1, 1)",
+        )
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let s = sqlite_store_without_background_merge(&path).await;
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
+    assert_eq!(sqlite_rows(&path, "metrics").await, 50);
+    let h = paged_history(&s, &run, "m", 7).await;
+    assert_eq!(h.len(), 50);
+    assert!(h.iter().enumerate().all(|(i, m)| m.step == i as i64));
+
+    s.log_metric(&run, Metric::new("m", 99.0, 99, 99))
+        .await
+        .unwrap();
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 1);
+    s.close().await;
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
+    assert_eq!(sqlite_rows(&path, "metrics").await, 51);
+}
+
+/// The background merge moves staged values on its own (by row count and by time), and a
+/// deleted run's history reads the same staged or merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_background_merge() {
+    use cerulean_registry::store::StoreOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let s = Arc::new(
+        SqlStore::connect(
+            &format!("sqlite://{}", path.display()),
+            StoreOptions {
+                metric_merge_rows: 100,
+                metric_merge_interval: std::time::Duration::from_millis(50),
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let exp = new_experiment(&s, "bg").await;
+    let run = new_run(&s, &exp, "r").await;
+    let mut tasks = Vec::new();
+    for t in 0..4i64 {
+        let (s, run) = (s.clone(), run.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50i64 {
+                let batch = (0..10)
+                    .map(|k| Metric::new(format!("k{k}"), (t * 1000 + i) as f64, i, t))
+                    .collect();
+                s.log_batch(&run, batch, vec![], vec![]).await.unwrap();
+                // Every value twice.
+                s.log_metric(&run, Metric::new("k0", (t * 1000 + i) as f64, i, t))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for k in 0..10 {
+        assert_eq!(
+            paged_history(&s, &run, &format!("k{k}"), 33).await.len(),
+            200
+        );
+    }
+    s.delete_run(&run).await.unwrap();
+    let mut waited = 0;
+    while sqlite_rows(&path, "metrics_staging").await > 0 {
+        waited += 1;
+        assert!(waited < 200, "the background merge did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(sqlite_rows(&path, "metrics").await, 2000);
+    assert_eq!(paged_history(&s, &run, "k0", 33).await.len(), 200);
+    s.close().await;
+}

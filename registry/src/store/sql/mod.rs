@@ -29,6 +29,7 @@ use crate::error::{RegistryError, Result};
 
 mod logged;
 mod registry;
+mod staging;
 mod tracking;
 
 /// The database behind a [`SqlStore`].
@@ -61,6 +62,12 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before `TEMPORARILY_UNAVAILABLE`.
     pub acquire_timeout: Duration,
+    /// SQLite: how many new metric values may wait in `metrics_staging` before a merge into
+    /// `metrics` starts (see the `staging` module). Default 20,000.
+    pub metric_merge_rows: u64,
+    /// SQLite: how often staged metric values are merged into `metrics` while fewer than
+    /// [`metric_merge_rows`](Self::metric_merge_rows) wait. Default 200 ms.
+    pub metric_merge_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +76,8 @@ impl Default for StoreOptions {
             default_artifact_root: "mlflow-artifacts:".into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(30),
+            metric_merge_rows: 20_000,
+            metric_merge_interval: Duration::from_millis(200),
         }
     }
 }
@@ -94,6 +103,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_latest_metrics_set_based.sql"),
         postgres: include_str!("migrations/postgres/0002_latest_metrics_set_based.sql"),
     },
+    Migration {
+        version: 3,
+        name: "metric_staging",
+        sqlite: include_str!("migrations/sqlite/0003_metric_staging.sql"),
+        postgres: include_str!("migrations/postgres/0003_metric_staging.sql"),
+    },
 ];
 
 /// The metadata store on SQLite or PostgreSQL.
@@ -106,6 +121,9 @@ pub struct SqlStore {
     /// `log_metric` and metrics-only `log_batch` calls waiting for SQLite's writer, committed
     /// together (group commit; see `tracking::log_metrics_grouped`).
     metric_queue: Arc<parking_lot::Mutex<Vec<tracking::PendingMetric>>>,
+    /// SQLite's background merge of staged metric values (see the `staging` module); `None` on
+    /// PostgreSQL, which stages nothing.
+    staging: Option<Arc<staging::Staging>>,
 }
 
 /// Where writes go: the pool (PostgreSQL), or SQLite's one writer connection behind a fair
@@ -479,6 +497,10 @@ impl SqlStore {
                     read,
                     artifact_root: options.default_artifact_root.as_str().into(),
                     metric_queue: Arc::default(),
+                    staging: Some(staging::Staging::new(
+                        options.metric_merge_rows,
+                        options.metric_merge_interval,
+                    )),
                 }
             }
             Backend::Postgres => {
@@ -492,11 +514,34 @@ impl SqlStore {
                     read: pool,
                     artifact_root: options.default_artifact_root.as_str().into(),
                     metric_queue: Arc::default(),
+                    staging: None,
                 }
             }
         };
         store.migrate().await?;
+        if let (Some(staging), Writer::Single(writer)) = (&store.staging, &store.write) {
+            // Values staged before a crash are merged now, not left staged for ever.
+            staging::merge(writer).await?;
+            staging.spawn(Arc::downgrade(writer));
+        }
         Ok(store)
+    }
+
+    /// Moves the metric values staged on SQLite into `metrics` now (see the `staging`
+    /// module; a background task does this on its own); returns how many staged rows it took.
+    /// Nothing to do on PostgreSQL.
+    pub async fn merge_staged_metrics(&self) -> Result<u64> {
+        match &self.write {
+            Writer::Single(writer) => staging::merge(writer).await,
+            Writer::Pool(_) => Ok(0),
+        }
+    }
+
+    /// Counts metric values committed to SQLite's staging table (nothing on PostgreSQL).
+    pub(crate) fn note_staged(&self, rows: usize) {
+        if let Some(staging) = &self.staging {
+            staging.note_staged(rows);
+        }
     }
 
     /// The database behind the store.
@@ -504,8 +549,15 @@ impl SqlStore {
         self.backend
     }
 
-    /// Closes every connection (a SQLite store checkpoints its WAL on the last close).
+    /// Closes every connection (a SQLite store first merges its staged metric values, and
+    /// checkpoints its WAL on the last close).
     pub async fn close(&self) {
+        if let (Some(staging), Writer::Single(w)) = (&self.staging, &self.write) {
+            staging.close();
+            if let Err(e) = staging::merge(w).await {
+                tracing::warn!(error = %e, "merging staged metric values at close failed");
+            }
+        }
         self.read.close().await;
         match &self.write {
             Writer::Pool(p) => p.close().await,

@@ -914,9 +914,19 @@ async fn upsert_latest_metrics<'a>(
     Ok(())
 }
 
-/// Appends metric rows of runs already checked to be active, exact duplicates dropped, and
-/// moves their latest values ([`upsert_latest_metrics`]). Metrics with a `model_id` are also
-/// recorded on the logged model.
+/// The table new metric values are appended to: `metrics_staging` on SQLite (merged into
+/// `metrics` later, see the `staging` module), `metrics` on PostgreSQL.
+fn metrics_table(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "metrics_staging",
+        Backend::Postgres => "metrics",
+    }
+}
+
+/// Appends metric rows of runs already checked to be active (exact duplicates dropped, at once
+/// on PostgreSQL, by the merge of staged values on SQLite), and moves their latest values
+/// ([`upsert_latest_metrics`]). Metrics with a `model_id` are also recorded on the logged model.
+/// The caller counts the values it staged ([`SqlStore::note_staged`]) once it has committed.
 async fn insert_metrics(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -944,9 +954,13 @@ async fn insert_metrics(
                 ],
             );
         }
+        let (table, on_conflict) = match backend {
+            Backend::Sqlite => ("metrics_staging", ""),
+            Backend::Postgres => ("metrics", " ON CONFLICT DO NOTHING"),
+        };
         sql.text = format!(
-            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, \
-             dataset_name, dataset_digest) VALUES {values} ON CONFLICT DO NOTHING"
+            "INSERT INTO {table} (run_uuid, key, value, is_nan, timestamp, step, model_id, \
+             dataset_name, dataset_digest) VALUES {values}{on_conflict}"
         );
         sql.query().execute(&mut *conn).await?;
     }
@@ -990,6 +1004,7 @@ pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Re
         require_active_run(&mut tx, run_id).await?;
         insert_metrics(&mut tx, s.backend, run_id, std::slice::from_ref(&metric)).await?;
         tx.commit().await?;
+        s.note_staged(1);
         return Ok(());
     }
     // The hot path on PostgreSQL: one statement, which checks the run, appends the value and
@@ -1167,14 +1182,17 @@ async fn try_write_metric_group(
                 ],
             );
         }
+        // SQLite only: staged, exact duplicates dropped by the merge (see `staging`).
         sql.text = format!(
-            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, dataset_name, \
-             dataset_digest) VALUES {values} ON CONFLICT DO NOTHING"
+            "INSERT INTO {} (run_uuid, key, value, is_nan, timestamp, step, dataset_name, \
+             dataset_digest) VALUES {values}",
+            metrics_table(s.backend)
         );
         sql.query().execute(&mut *tx).await?;
     }
     upsert_latest_metrics(&mut tx, s.backend, accepted.iter().copied()).await?;
     tx.commit().await?;
+    s.note_staged(accepted.len());
     Ok(outcomes)
 }
 
@@ -1337,6 +1355,7 @@ pub(super) async fn log_batch(
         }
     }
     tx.commit().await?;
+    s.note_staged(metrics.len());
     Ok(())
 }
 
@@ -1436,6 +1455,28 @@ pub(super) async fn log_outputs(
     Ok(())
 }
 
+/// A series' history on PostgreSQL: its rows of `metrics`.
+const HISTORY_POSTGRES: &str = "SELECT key, value, is_nan, timestamp, step, model_id, \
+     dataset_name, dataset_digest FROM metrics WHERE run_uuid = $1 AND key = $2 \
+     ORDER BY timestamp, step, value LIMIT $3 OFFSET $4";
+
+/// A series' history on SQLite: its rows of `metrics` and its staged rows (see `staging`), of
+/// which only those that the merge will keep: not an exact duplicate of a row of `metrics`, and
+/// the first logged (least `id`; SQLite takes the other columns of a `MIN()` group from the row
+/// holding the minimum) of equal staged rows. Ties of (timestamp, step, value) are ordered by
+/// `is_nan`, as the identity index ordered them.
+const HISTORY_SQLITE: &str = "SELECT key, value, is_nan, timestamp, step, model_id, \
+     dataset_name, dataset_digest FROM metrics WHERE run_uuid = $1 AND key = $2 \
+     UNION ALL \
+     SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM \
+     (SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest, \
+     MIN(id) AS first_id FROM metrics_staging WHERE run_uuid = $1 AND key = $2 \
+     GROUP BY timestamp, step, value, is_nan) s \
+     WHERE NOT EXISTS (SELECT 1 FROM metrics m WHERE m.run_uuid = $1 AND m.key = $2 \
+     AND m.timestamp = s.timestamp AND m.step = s.step AND m.value = s.value \
+     AND m.is_nan = s.is_nan) \
+     ORDER BY timestamp, step, value, is_nan LIMIT $3 OFFSET $4";
+
 pub(super) async fn get_metric_history(
     s: &SqlStore,
     run_id: &str,
@@ -1455,11 +1496,10 @@ pub(super) async fn get_metric_history(
     };
     let mut conn = s.read.acquire().await?;
     run_state(&mut conn, run_id).await?;
-    let rows = sqlx::query(
-        "SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-         FROM metrics WHERE run_uuid = $1 AND key = $2 ORDER BY timestamp, step, value \
-         LIMIT $3 OFFSET $4",
-    )
+    let rows = sqlx::query(match s.backend {
+        Backend::Postgres => HISTORY_POSTGRES,
+        Backend::Sqlite => HISTORY_SQLITE,
+    })
     .bind(run_id)
     .bind(key)
     .bind(limit.map_or(i64::MAX, |n| n + 1))
