@@ -201,7 +201,11 @@ async fn serve(
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let grpc = spawn_grpc_thread(server.clone(), grpc_listener, stopped(stop_rx.clone()))?;
+    let grpc = tokio::spawn(cerulean_serving::grpc::serve_grpc(
+        server.clone(),
+        grpc_listener,
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!(%http_addr, %grpc_addr, "listening; loading models");
     repository.load_all().await;
     server.mark_ready(true);
@@ -216,42 +220,10 @@ async fn serve(
     http.await
         .context("HTTP server task")?
         .context("HTTP server")?;
-    tokio::task::spawn_blocking(move || grpc.join())
-        .await
-        .context("gRPC server thread")?
-        .map_err(|_| anyhow::anyhow!("the gRPC server thread panicked"))?
+    grpc.await
+        .context("gRPC server task")?
         .context("gRPC server")?;
     Ok(())
-}
-
-/// Serves gRPC on a thread of its own with a single-threaded runtime. The HTTP/2 server spawns a task
-/// per call; on a multi-threaded runtime each spawn wakes an idle worker on the other core, which on
-/// a small VM costs tens of microseconds per call. On one thread the call runs where its connection
-/// was read.
-fn spawn_grpc_thread(
-    server: Arc<InferenceServer>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
-    let listener = listener
-        .into_std()
-        .context("handing the gRPC listener to its thread")?;
-    std::thread::Builder::new()
-        .name("cerulean-grpc".to_string())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the gRPC runtime")?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .context("registering the gRPC listener")?;
-                cerulean_serving::grpc::serve_grpc(server, listener, shutdown)
-                    .await
-                    .context("gRPC server")
-            })
-        })
-        .context("starting the gRPC thread")
 }
 
 /// Unknown paths get the error shape of the protocol they look like: MLflow's under `/api` and
