@@ -604,15 +604,30 @@ mod tests {
             scheduler.try_execute_inline(&input(), 1).is_none(),
             "the model's cost is unknown before its first execution"
         );
-        let (job, rx) = job([1.0, 1.0]);
-        scheduler.submit(job).unwrap();
-        rx.blocking_recv().unwrap().unwrap();
-        let outputs = scheduler
-            .try_execute_inline(&input(), 1)
-            .expect("a cheap model runs inline when idle")
-            .unwrap();
+        // Queued executions teach the scheduler the model's cost. The worker hands its instance back
+        // just after answering, and a loaded machine can stretch one execution past the limit, so
+        // keep feeding it until the idle, cheap state is seen (bounded: a model that never runs
+        // inline fails the test).
+        let mut queued = 0;
+        let outputs = loop {
+            let (job, rx) = job([1.0, 1.0]);
+            scheduler.submit(job).unwrap();
+            rx.blocking_recv().unwrap().unwrap();
+            queued += 1;
+            let inline = (0..100).find_map(|_| {
+                let found = scheduler.try_execute_inline(&input(), 1);
+                if found.is_none() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                found
+            });
+            if let Some(result) = inline {
+                break result.unwrap();
+            }
+            assert!(queued < 20, "a cheap, idle model never ran inline");
+        };
         assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
-        assert_eq!(executions.lock().unwrap().len(), 2);
+        assert_eq!(executions.lock().unwrap().len(), queued + 1);
     }
 
     #[test]
