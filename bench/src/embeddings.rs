@@ -3,7 +3,7 @@
 //! `POST /v1/embeddings` and through v2 (`/v2/models/embeddings/infer`, JSON BYTES tensor), against
 //! the in-process floor (the same encoder, the same threads, batches of 32, no server) and against a
 //! Python loop on the same machine (onnxruntime + tokenizers: what sentence-transformers computes,
-//! without torch, which this machine's registries cannot supply in a usable size).
+//! without torch, whose Linux wheels on PyPI pull in gigabytes of CUDA libraries).
 
 use std::path::PathBuf;
 use std::process::Command;
