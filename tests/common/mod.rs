@@ -163,6 +163,31 @@ impl Server {
         env: &[(&str, &Path)],
         registry_only: Option<String>,
     ) -> Server {
+        // A free port found by binding port 0 can be taken by another test before the server binds
+        // it: start again on new ports when that is why the server stopped.
+        for attempt in 1.. {
+            let mut server = Server::spawn_on(command, args, env, registry_only.clone());
+            match server.try_wait_ready(Duration::from_secs(120)) {
+                Ok(()) => return server,
+                Err(log)
+                    if attempt < 5
+                        && registry_only.is_none()
+                        && log.contains("Address already in use") =>
+                {
+                    continue;
+                }
+                Err(log) => panic!("cerulean did not become ready:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn spawn_on(
+        command: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        registry_only: Option<String>,
+    ) -> Server {
         let http = registry_only
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
@@ -187,7 +212,7 @@ impl Server {
             cmd.env(key, value);
         }
         let child = cmd.spawn().expect("cerulean starts");
-        let mut server = Server {
+        Server {
             child,
             http,
             grpc,
@@ -200,25 +225,29 @@ impl Server {
                 "/v2/health/ready"
             },
             _log_dir: log_dir,
-        };
-        server.wait_ready(Duration::from_secs(120));
-        server
+        }
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
+        if let Err(log) = self.try_wait_ready(timeout) {
+            panic!("cerulean did not become ready:\n{log}");
+        }
+    }
+
+    /// Waits until the server answers ready; on failure (it exited, or the time ran out) returns
+    /// what it logged.
+    fn try_wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("cerulean exited early ({status}):\n{}", self.log());
+                return Err(format!("exited early ({status}):\n{}", self.log()));
             }
             if let Ok((200, _)) = http_get(&self.http, self.ready_path) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "cerulean never became ready:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("never became ready:\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
