@@ -1,0 +1,253 @@
+//! Reads Parquet and CSV datasets through `az://` (Azurite) and `s3://` (moto) URIs and records
+//! their versions. Connects the way registry/tests/artifacts.rs does (same endpoints, account, keys,
+//! region, container creation and bucket) and fails, never skips, when a service is not running:
+//! start them with `bash .ci/services.sh`.
+//!
+//! `open_store` configures the stores with object_store's `from_env` builders, so the registry
+//! tests' options are set once, before any store is opened, as the equivalent environment
+//! variables (all tests of this file run in one process).
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
+use cerulean_lake::{LakeUri, TableFormat, dataset_version, open_store, open_table};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn azurite_url() -> String {
+    std::env::var("CERULEAN_TEST_AZURITE_URL").unwrap_or_else(|_| "http://127.0.0.1:10000".into())
+}
+
+fn s3_endpoint() -> String {
+    std::env::var("CERULEAN_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5000".into())
+}
+
+fn s3_bucket() -> String {
+    std::env::var("CERULEAN_TEST_S3_BUCKET").unwrap_or_else(|_| "cerulean-test".into())
+}
+
+/// Panics with instructions when a service does not accept connections.
+fn require_service(name: &str, endpoint: &str) {
+    let host_port = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let reachable = host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "{name} is not running at {endpoint}. Start the test services with `bash .ci/services.sh` \
+         (or `source .ci/services.sh`); this test does not skip."
+    );
+}
+
+/// Sets, once per process, the environment variables that `from_env` turns into the registry
+/// tests' options: Azure `account_name`, `access_key`, `endpoint`, `allow_http`; S3 `endpoint`,
+/// `allow_http`, `access_key_id`, `secret_access_key`, `region`.
+fn configure_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let vars = [
+            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1".to_owned()),
+            ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY.to_owned()),
+            (
+                "AZURE_STORAGE_ENDPOINT",
+                format!("{}/devstoreaccount1", azurite_url()),
+            ),
+            ("AZURE_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ENDPOINT", s3_endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ];
+        for (key, value) in vars {
+            // SAFETY: `Once` runs this before any test of this file reads the environment
+            // (every test calls `configure_env` first, and `call_once` blocks the others).
+            unsafe { std::env::set_var(key, value) };
+        }
+    });
+}
+
+/// `rows` rows `{id: i64, name: utf8, value: f64}` starting at id `start`.
+fn batch(start: i64, rows: usize) -> RecordBatch {
+    let ids: Vec<i64> = (start..start + rows as i64).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("row-{i}")).collect();
+    let values: Vec<f64> = ids.iter().map(|&i| i as f64 * 0.5).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(Float64Array::from(values)),
+        ],
+    )
+    .unwrap()
+}
+
+/// `data` encoded as Parquet or CSV with Arrow's writers.
+fn encode(format: TableFormat, data: &RecordBatch) -> Bytes {
+    let mut buf = Vec::new();
+    match format {
+        TableFormat::Parquet => {
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut buf, data.schema(), None).unwrap();
+            w.write(data).unwrap();
+            w.close().unwrap();
+        }
+        TableFormat::Csv => {
+            let mut w = arrow::csv::Writer::new(&mut buf);
+            w.write(data).unwrap();
+        }
+        TableFormat::JsonLines => unreachable!("only Parquet and CSV are written here"),
+    }
+    Bytes::from(buf)
+}
+
+fn ext(format: TableFormat) -> &'static str {
+    match format {
+        TableFormat::Parquet => "parquet",
+        TableFormat::Csv => "csv",
+        TableFormat::JsonLines => "jsonl",
+    }
+}
+
+/// Writes two files (ids 0..150 and 150..250) under `base/<format>/` through the store that
+/// `open_store` opens for `base`, reads them back through `open_table` and checks the version.
+async fn round_trip(base: &str) {
+    for format in [TableFormat::Parquet, TableFormat::Csv] {
+        let uri = LakeUri::parse(&format!("{base}/{}", ext(format))).unwrap();
+        let (store, prefix) = open_store(&uri).unwrap();
+        for (name, start, rows) in [("part-0", 0, 150), ("part-1", 150, 100)] {
+            let key = Path::from(format!("{prefix}/{name}.{}", ext(format)));
+            store
+                .put(&key, PutPayload::from(encode(format, &batch(start, rows))))
+                .await
+                .unwrap_or_else(|e| panic!("writing {key} through {uri}: {e}"));
+        }
+        // A file of another format in the prefix is not part of the dataset.
+        store
+            .put(
+                &Path::from(format!("{prefix}/notes.txt")),
+                PutPayload::from_static(b"not data"),
+            )
+            .await
+            .unwrap();
+
+        let table = open_table(&uri, format, 100).await.unwrap();
+        let names: Vec<&str> = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["id", "name", "value"], "{format}");
+        assert_eq!(table.objects.len(), 2, "{format}");
+        let schema = table.schema.clone();
+        let batches: Vec<RecordBatch> = table.batches.try_collect().await.unwrap();
+        let (mut ids, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for b in &batches {
+            assert_eq!(b.schema(), schema);
+            assert!(b.num_rows() <= 100, "{format}");
+            let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let name = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            let value = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+            assert_eq!(id.null_count(), 0);
+            ids.extend(id.values().iter().copied());
+            labels.extend(name.iter().map(|s| s.unwrap().to_owned()));
+            values.extend(value.values().iter().copied());
+        }
+        assert_eq!(ids, (0..250).collect::<Vec<i64>>(), "{format}");
+        assert_eq!(labels[0], "row-0", "{format}");
+        assert_eq!(labels[249], "row-249", "{format}");
+        assert_eq!(values[7], 3.5, "{format}");
+        assert_eq!(values[200], 100.0, "{format}");
+
+        let version = dataset_version(&uri, format).await.unwrap();
+        assert_eq!(version.row_count, 250, "{format}");
+        assert_eq!(version.objects.len(), 2, "{format}");
+        assert!(
+            version.objects[0]
+                .path
+                .ends_with(&format!("part-0.{}", ext(format)))
+        );
+        assert!(
+            version.objects[1]
+                .path
+                .ends_with(&format!("part-1.{}", ext(format)))
+        );
+        assert!(version.content_hash.starts_with("sha256:"), "{format}");
+        assert_eq!(version.content_hash.len(), "sha256:".len() + 64, "{format}");
+        assert!(
+            version.objects.iter().all(|o| o.e_tag.is_some()),
+            "{format}: the service reports entity tags"
+        );
+        // Unchanged data, same version.
+        let again = dataset_version(&uri, format).await.unwrap();
+        assert_eq!(again.content_hash, version.content_hash, "{format}");
+        assert_eq!(again.row_count, 250);
+        // A rewritten object (one row more), a new version.
+        let key = Path::from(format!("{prefix}/part-1.{}", ext(format)));
+        store
+            .put(&key, PutPayload::from(encode(format, &batch(150, 101))))
+            .await
+            .unwrap();
+        let changed = dataset_version(&uri, format).await.unwrap();
+        assert_eq!(changed.row_count, 251, "{format}");
+        assert_ne!(changed.content_hash, version.content_hash, "{format}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_parquet_and_csv() {
+    configure_env();
+    let url = azurite_url();
+    require_service("Azurite", &url);
+    // object_store cannot create containers; the registry's helper does (as its tests use it).
+    let container = format!("cerulean-lake-{}", uuid::Uuid::new_v4().simple());
+    let target = cerulean_registry::artifacts::AzureContainerTarget::emulator(&url, &container);
+    assert!(
+        cerulean_registry::artifacts::create_azure_container(&target)
+            .await
+            .unwrap(),
+        "a fresh container is created"
+    );
+    round_trip(&format!("az://{container}/datasets/table")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_parquet_and_csv() {
+    configure_env();
+    let endpoint = s3_endpoint();
+    require_service("The S3 server (moto)", &endpoint);
+    let bucket = s3_bucket();
+    let base = format!("s3://{bucket}/{}", uuid::Uuid::new_v4().simple());
+    // The bucket is created by `.ci/services.sh` (object_store cannot create it).
+    let (store, prefix) = open_store(&LakeUri::parse(&base).unwrap()).unwrap();
+    if let Err(e) = store.list_with_delimiter(Some(&prefix)).await {
+        panic!(
+            "bucket {bucket:?} is not usable at {endpoint} ({e}); `bash .ci/services.sh` creates it"
+        );
+    }
+    round_trip(&format!("{base}/datasets/table")).await;
+}
