@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, cerulean, home, http_get, run_python};
+use common::{Server, home, http_get, pull_models, run_python};
 
 /// The v2 models `cerulean up` must serve for the language routes.
 const LANGUAGE_MODELS: [&str; 5] = [
@@ -19,16 +19,7 @@ const LANGUAGE_MODELS: [&str; 5] = [
 #[test]
 fn azure_and_openai_clients_work_against_up() {
     let (home, _keep) = home();
-    let pull = cerulean()
-        .args(["models", "pull", "--no-progress"])
-        .env("CERULEAN_HOME", &home)
-        .output()
-        .unwrap();
-    assert!(
-        pull.status.success(),
-        "cerulean models pull failed:\n{}",
-        String::from_utf8_lossy(&pull.stderr)
-    );
+    pull_models(&home);
 
     let server = Server::start("up", &[], &[("CERULEAN_HOME", home.as_path())]);
     let missing: Vec<&str> = LANGUAGE_MODELS

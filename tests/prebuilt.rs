@@ -3,22 +3,12 @@
 
 mod common;
 
-use common::{Server, cerulean, home, run_python};
+use common::{Server, cerulean, home, pull_models, run_python};
 
 #[test]
 fn models_are_pulled_listed_and_served_by_up() {
     let (home, _keep) = home();
-    let pull = cerulean()
-        .args(["models", "pull", "--no-progress"])
-        .env("CERULEAN_HOME", &home)
-        .output()
-        .unwrap();
-    assert!(
-        pull.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pull.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&pull.stdout);
+    let stdout = pull_models(&home);
     let entries = [
         "onnxruntime",
         "silero-vad",
@@ -36,13 +26,7 @@ fn models_are_pulled_listed_and_served_by_up() {
     }
 
     // Pulling again is idempotent: everything is already present.
-    let again = cerulean()
-        .args(["models", "pull", "--no-progress"])
-        .env("CERULEAN_HOME", &home)
-        .output()
-        .unwrap();
-    assert!(again.status.success());
-    let again = String::from_utf8_lossy(&again.stdout);
+    let again = pull_models(&home);
     assert_eq!(
         again.matches("already present").count(),
         entries.len(),

@@ -23,7 +23,7 @@ use ort::session::Session;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{CognitiveError, Result};
-use crate::pipeline::{TextPipeline, TextRunner, fp32_rows, int64_rows};
+use crate::pipeline::{TextPipeline, TextRunner, fp32_rows, int64_rows, runtime_options};
 
 /// The model name reported with every embedding (the OpenAI route's `model`).
 pub const MODEL_VERSION: &str = "all-MiniLM-L6-v2";
@@ -184,11 +184,7 @@ impl SentenceEncoder {
     /// in `store` is used.
     pub fn from_store(store: &ModelStore, options: &BackendOptions) -> Result<SentenceEncoder> {
         let files = EncoderFiles::from_store(store)?;
-        let mut options = options.clone();
-        if options.onnxruntime_library.is_none() {
-            options.onnxruntime_library = store.onnxruntime_library();
-        }
-        SentenceEncoder::load(&files, &options)
+        SentenceEncoder::load(&files, &runtime_options(options, store))
     }
 
     /// Embeds each text (an empty slice gives an empty vector).
@@ -330,13 +326,9 @@ impl EmbeddingPipeline {
     /// A pipeline over the files pulled into `store`; when `options` names no ONNX Runtime
     /// library, the one in `store` is used.
     pub fn from_store(store: &ModelStore, options: &BackendOptions) -> Result<EmbeddingPipeline> {
-        let mut options = options.clone();
-        if options.onnxruntime_library.is_none() {
-            options.onnxruntime_library = store.onnxruntime_library();
-        }
         Ok(EmbeddingPipeline::new(
             EncoderFiles::from_store(store)?,
-            options,
+            runtime_options(options, store),
         ))
     }
 

@@ -23,7 +23,7 @@ use cerulean_serving::{DataType, Tensor};
 
 use crate::encoder::{Embedding, EncoderFiles, SentenceEncoder, cosine};
 use crate::error::{CognitiveError, Result};
-use crate::pipeline::{TextPipeline, TextRunner, bytes_rows};
+use crate::pipeline::{TextPipeline, TextRunner, bytes_rows, runtime_options};
 
 /// The version reported with key phrases: MMR over all-MiniLM-L6-v2 embeddings.
 pub const MODEL_VERSION: &str = "mmr-all-MiniLM-L6-v2";
@@ -482,13 +482,9 @@ impl KeyPhrasePipeline {
     /// A pipeline over the files pulled into `store`; when `options` names no ONNX Runtime
     /// library, the one in `store` is used.
     pub fn from_store(store: &ModelStore, options: &BackendOptions) -> Result<KeyPhrasePipeline> {
-        let mut options = options.clone();
-        if options.onnxruntime_library.is_none() {
-            options.onnxruntime_library = store.onnxruntime_library();
-        }
         Ok(KeyPhrasePipeline::new(
             EncoderFiles::from_store(store)?,
-            options,
+            runtime_options(options, store),
         ))
     }
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cerulean_models::ModelStore;
 use cerulean_proto::inference::model_config::SchedulingChoice;
 use cerulean_proto::inference::{ModelConfig, ModelDynamicBatching};
 use cerulean_serving::backend::{BackendInstance, BackendOptions, BatchInput, ModelBackend};
@@ -36,6 +37,15 @@ pub trait TextRunner: Send {
     /// Runs a batch of documents and returns one tensor per output, each with `texts.len()` rows
     /// (use [`fp32_rows`] and [`bytes_rows`] to build them).
     fn run(&mut self, texts: &[&str]) -> Result<Vec<Tensor>>;
+}
+
+/// `options`, with the ONNX Runtime library that `store` holds when `options` names none.
+pub fn runtime_options(options: &BackendOptions, store: &ModelStore) -> BackendOptions {
+    let mut options = options.clone();
+    if options.onnxruntime_library.is_none() {
+        options.onnxruntime_library = store.onnxruntime_library();
+    }
+    options
 }
 
 /// How a builtin model batches.

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::Router;
 use cerulean_models::ModelStore;
 use cerulean_proto::inference::ModelParameter;
-use cerulean_serving::backend::BackendOptions;
 use cerulean_serving::repository::BuiltinModel;
 use cerulean_serving::server::InferenceServer;
 
@@ -73,16 +72,6 @@ pub const LANGUAGE_MODELS: &[LanguageModel] = &[
 pub fn builtin_models(store: &ModelStore) -> Vec<BuiltinModel> {
     let home = store.home().to_path_buf();
     let store = move || ModelStore::new(home.clone());
-    let with_runtime = {
-        let library = store().onnxruntime_library();
-        move |options: &BackendOptions| {
-            let mut options = options.clone();
-            if options.onnxruntime_library.is_none() {
-                options.onnxruntime_library = library.clone();
-            }
-            options
-        }
-    };
     let cheap = Batching {
         max_batch_size: 64,
         max_queue_delay_us: 0,
@@ -106,18 +95,15 @@ pub fn builtin_models(store: &ModelStore) -> Vec<BuiltinModel> {
         cheap,
         move |_| Ok(Arc::new(SentimentPipeline::from_store(&home())?) as Arc<dyn TextPipeline>),
     )));
-    let (home, runtime) = (store.clone(), with_runtime.clone());
+    let home = store.clone();
     models.push(describe(builtin_model_loaded_by(
         openai::V2_MODEL,
         encoder_batching,
         move |options| {
-            Ok(
-                Arc::new(EmbeddingPipeline::from_store(&home(), &runtime(options))?)
-                    as Arc<dyn TextPipeline>,
-            )
+            Ok(Arc::new(EmbeddingPipeline::from_store(&home(), options)?) as Arc<dyn TextPipeline>)
         },
     )));
-    let (home, runtime) = (store.clone(), with_runtime.clone());
+    let home = store.clone();
     models.push(describe(builtin_model_loaded_by(
         "key-phrases",
         Batching {
@@ -125,13 +111,10 @@ pub fn builtin_models(store: &ModelStore) -> Vec<BuiltinModel> {
             max_queue_delay_us: 0,
         },
         move |options| {
-            Ok(
-                Arc::new(KeyPhrasePipeline::from_store(&home(), &runtime(options))?)
-                    as Arc<dyn TextPipeline>,
-            )
+            Ok(Arc::new(KeyPhrasePipeline::from_store(&home(), options)?) as Arc<dyn TextPipeline>)
         },
     )));
-    let (home, runtime) = (store.clone(), with_runtime);
+    let home = store.clone();
     models.push(describe(builtin_model_loaded_by(
         "pii",
         Batching {
@@ -139,10 +122,8 @@ pub fn builtin_models(store: &ModelStore) -> Vec<BuiltinModel> {
             max_queue_delay_us: 0,
         },
         move |options| {
-            Ok(
-                Arc::new(PiiPipeline::from_store(&home(), runtime(options))?)
-                    as Arc<dyn TextPipeline>,
-            )
+            Ok(Arc::new(PiiPipeline::from_store(&home(), options.clone())?)
+                as Arc<dyn TextPipeline>)
         },
     )));
     models
@@ -191,6 +172,7 @@ pub fn router(server: Arc<InferenceServer>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cerulean_serving::backend::BackendOptions;
 
     #[test]
     fn every_builtin_model_is_described_with_its_licence() {

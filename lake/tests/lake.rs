@@ -2,62 +2,18 @@
 //! `file://` URIs and plain paths; dataset versions; image folders.
 
 use std::path::Path;
-use std::sync::Arc;
+
+mod common;
 
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use cerulean_lake::{
     LakeError, LakeUri, TableFormat, dataset_version, list_image_folder, open_table, split,
 };
+use common::{batch, encode, ext};
 use futures::TryStreamExt;
 
-/// `rows` rows `{id: i64, name: utf8, value: f64}` starting at id `start`.
-fn batch(start: i64, rows: usize) -> RecordBatch {
-    let ids: Vec<i64> = (start..start + rows as i64).collect();
-    let names: Vec<String> = ids.iter().map(|i| format!("row-{i}")).collect();
-    let values: Vec<f64> = ids.iter().map(|&i| i as f64 * 0.5).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(Float64Array::from(values)),
-        ],
-    )
-    .unwrap()
-}
-
 fn write(path: &Path, format: TableFormat, data: &RecordBatch) {
-    let file = std::fs::File::create(path).unwrap();
-    match format {
-        TableFormat::Parquet => {
-            let mut w = parquet::arrow::ArrowWriter::try_new(file, data.schema(), None).unwrap();
-            w.write(data).unwrap();
-            w.close().unwrap();
-        }
-        TableFormat::Csv => {
-            let mut w = arrow::csv::Writer::new(file);
-            w.write(data).unwrap();
-        }
-        TableFormat::JsonLines => {
-            let mut w = arrow::json::LineDelimitedWriter::new(file);
-            w.write(data).unwrap();
-            w.finish().unwrap();
-        }
-    }
-}
-
-fn ext(format: TableFormat) -> &'static str {
-    match format {
-        TableFormat::Parquet => "parquet",
-        TableFormat::Csv => "csv",
-        TableFormat::JsonLines => "jsonl",
-    }
+    std::fs::write(path, encode(format, data)).unwrap();
 }
 
 /// Reads everything and returns the batch sizes and the ids, names and values in order.

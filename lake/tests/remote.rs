@@ -8,13 +8,14 @@
 //! variables (all tests of this file run in one process).
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::time::Duration;
 
+mod common;
+
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use bytes::Bytes;
 use cerulean_lake::{LakeUri, TableFormat, dataset_version, open_store, open_table};
+use common::{batch, encode, ext};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -82,54 +83,6 @@ fn configure_env() {
             unsafe { std::env::set_var(key, value) };
         }
     });
-}
-
-/// `rows` rows `{id: i64, name: utf8, value: f64}` starting at id `start`.
-fn batch(start: i64, rows: usize) -> RecordBatch {
-    let ids: Vec<i64> = (start..start + rows as i64).collect();
-    let names: Vec<String> = ids.iter().map(|i| format!("row-{i}")).collect();
-    let values: Vec<f64> = ids.iter().map(|&i| i as f64 * 0.5).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(Float64Array::from(values)),
-        ],
-    )
-    .unwrap()
-}
-
-/// `data` encoded as Parquet or CSV with Arrow's writers.
-fn encode(format: TableFormat, data: &RecordBatch) -> Bytes {
-    let mut buf = Vec::new();
-    match format {
-        TableFormat::Parquet => {
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(&mut buf, data.schema(), None).unwrap();
-            w.write(data).unwrap();
-            w.close().unwrap();
-        }
-        TableFormat::Csv => {
-            let mut w = arrow::csv::Writer::new(&mut buf);
-            w.write(data).unwrap();
-        }
-        TableFormat::JsonLines => unreachable!("only Parquet and CSV are written here"),
-    }
-    Bytes::from(buf)
-}
-
-fn ext(format: TableFormat) -> &'static str {
-    match format {
-        TableFormat::Parquet => "parquet",
-        TableFormat::Csv => "csv",
-        TableFormat::JsonLines => "jsonl",
-    }
 }
 
 /// Writes two files (ids 0..150 and 150..250) under `base/<format>/` through the store that

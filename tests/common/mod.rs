@@ -29,6 +29,22 @@ pub fn home() -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
+/// Runs `cerulean models pull` (every entry) into `home`, asserts that it succeeded, and returns
+/// what it printed.
+pub fn pull_models(home: &Path) -> String {
+    let pull = cerulean()
+        .args(["models", "pull", "--no-progress"])
+        .env("CERULEAN_HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        pull.status.success(),
+        "cerulean models pull failed:\n{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    String::from_utf8_lossy(&pull.stdout).into_owned()
+}
+
 /// The `cerulean` binary built for this test run.
 pub fn cerulean() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cerulean"))

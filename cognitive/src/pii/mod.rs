@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{CognitiveError, Result};
-use crate::pipeline::{TextPipeline, TextRunner, bytes_rows};
+use crate::pipeline::{TextPipeline, TextRunner, bytes_rows, runtime_options};
 
 pub use categories::PATTERN_CONFIDENCE;
 pub use categories::names as category;
@@ -640,11 +640,8 @@ impl PiiPipeline {
 
     /// Loads from the model store: `$CERULEAN_HOME/models/rampart-pii`, with the store's ONNX
     /// Runtime library unless `options` names one.
-    pub fn from_store(store: &ModelStore, mut options: BackendOptions) -> Result<PiiPipeline> {
-        if options.onnxruntime_library.is_none() {
-            options.onnxruntime_library = store.onnxruntime_library();
-        }
-        PiiPipeline::load(&model_dir(store), options)
+    pub fn from_store(store: &ModelStore, options: BackendOptions) -> Result<PiiPipeline> {
+        PiiPipeline::load(&model_dir(store), runtime_options(&options, store))
     }
 
     /// A recogniser with its own session (outside serving, e.g. for tests and tools).
