@@ -1,7 +1,9 @@
 //! API keys with roles. Each key carries one role; roles nest (`reader` < `writer` < `promoter` <
-//! `admin`). When enabled, every route checks the caller's key: reads need `reader`, writes `writer`,
-//! alias moves and stage transitions `promoter`, deletions of registered models `admin`. Keys live in
-//! a TOML file that is re-read when it changes, so keys rotate without a restart.
+//! `admin`). When enabled, every route checks the caller's key: reads need `reader`, writes `writer`
+//! (among them every training-job call but the reads: submit, cancel, lease, heartbeat, set-run,
+//! finish, log appends; and dataset registrations), alias moves and stage transitions `promoter`,
+//! deletions of registered models `admin`. Keys live in a TOML file that is re-read when it changes,
+//! so keys rotate without a restart.
 //!
 //! ```toml
 //! [[key]]
@@ -601,6 +603,39 @@ mod tests {
         assert_eq!(
             required_role(&Method::DELETE, &format!("{api}/model-versions/delete")),
             Role::Admin
+        );
+        // Cerulean's jobs and datasets: reads need `reader`, a worker's and a submitter's calls
+        // `writer`.
+        let jobs = "/api/2.0/cerulean/jobs";
+        for read in ["get", "list", "logs"] {
+            assert_eq!(
+                required_role(&Method::GET, &format!("{jobs}/{read}")),
+                Role::Reader
+            );
+        }
+        for write in [
+            "submit",
+            "cancel",
+            "lease",
+            "heartbeat",
+            "set-run",
+            "finish",
+            "logs/append",
+        ] {
+            assert_eq!(
+                required_role(&Method::POST, &format!("{jobs}/{write}")),
+                Role::Writer,
+                "{write}"
+            );
+        }
+        let datasets = "/api/2.0/cerulean/datasets";
+        assert_eq!(
+            required_role(&Method::GET, &format!("{datasets}/get")),
+            Role::Reader
+        );
+        assert_eq!(
+            required_role(&Method::POST, &format!("{datasets}/register")),
+            Role::Writer
         );
         assert!(
             Role::Admin > Role::Promoter

@@ -1,5 +1,6 @@
-//! A typed async client of the registry's REST API (the MLflow API plus Cerulean's alias history and
-//! watch stream). Workers, serving and the CLI use it to talk to a remote registry.
+//! A typed async client of the registry's REST API (the MLflow API plus Cerulean's alias history,
+//! watch stream, training-job queue and dataset register). Workers, serving and the CLI use it to
+//! talk to a remote registry.
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use crate::entities::{
     AliasEvent, Experiment, Metric, ModelVersion, Param, RegisteredModel, Run, RunInfo, Tag,
 };
 use crate::events::RegistryEvent;
+
+mod jobs;
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,12 @@ impl ClientError {
             }
             _ => false,
         }
+    }
+
+    /// Whether the server said the worker's lease on a job is no longer current (`LEASE_LOST`:
+    /// another worker took the job over, or it ended): the worker must stop working on it.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, ClientError::Api { error_code, .. } if error_code == "LEASE_LOST")
     }
 }
 
@@ -430,6 +439,45 @@ impl RegistryClient {
         take(value, "registered_model")
     }
 
+    /// Every registered model (all pages of `registered-models/search`), with its aliases.
+    pub async fn registered_models(&self) -> ClientResult<Vec<RegisteredModel>> {
+        let mut models = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut query = vec![("max_results", "1000")];
+            if !token.is_empty() {
+                query.push(("page_token", token.as_str()));
+            }
+            let value: Value = self
+                .get("/api/2.0/mlflow/registered-models/search", &query)
+                .await?;
+            models.extend(take_or_default::<Vec<RegisteredModel>>(
+                &value,
+                "registered_models",
+            )?);
+            match value.get("next_page_token").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => token = next.to_string(),
+                _ => return Ok(models),
+            }
+        }
+    }
+
+    /// Where a version's files are (`model-versions/get-download-uri`): its source, with
+    /// `models:/` URIs resolved to the location they name.
+    pub async fn get_model_version_download_uri(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> ClientResult<String> {
+        let value: Value = self
+            .get(
+                "/api/2.0/mlflow/model-versions/get-download-uri",
+                &[("name", name), ("version", version)],
+            )
+            .await?;
+        field_string(&value, "artifact_uri")
+    }
+
     /// Registers a new version of `name` whose files are at `source`.
     pub async fn create_model_version(
         &self,
@@ -555,8 +603,6 @@ impl RegistryClient {
         name: Option<&str>,
         since_alias_event: Option<i64>,
     ) -> ClientResult<impl Stream<Item = ClientResult<RegistryEvent>> + use<>> {
-        let route = "/api/2.0/cerulean/watch";
-        let url = format!("{}{route}", self.base);
         let since = since_alias_event.map(|id| id.to_string());
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(name) = name {
@@ -565,9 +611,19 @@ impl RegistryClient {
         if let Some(since) = &since {
             query.push(("since_alias_event", since));
         }
+        self.watch_query(&query).await
+    }
+
+    /// The watch stream with these query parameters.
+    async fn watch_query(
+        &self,
+        query: &[(&str, &str)],
+    ) -> ClientResult<impl Stream<Item = ClientResult<RegistryEvent>> + use<>> {
+        let route = "/api/2.0/cerulean/watch";
+        let url = format!("{}{route}", self.base);
         let response = self
             .request(Method::GET, route)
-            .query(&query)
+            .query(query)
             .header("accept", "text/event-stream")
             .send()
             .await

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     NotImplemented,
     /// The service is busy or starting; retry (503).
     TemporarilyUnavailable,
+    /// Cerulean: a worker's lease on a job is no longer current (another worker took the job
+    /// over, or it ended) (409).
+    LeaseLost,
 }
 
 impl ErrorCode {
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "INVALID_STATE",
             ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
             ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
+            ErrorCode::LeaseLost => "LEASE_LOST",
         }
     }
 
@@ -66,7 +70,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::ResourceDoesNotExist | ErrorCode::EndpointNotFound => 404,
-            ErrorCode::ResourceConflict => 409,
+            ErrorCode::ResourceConflict | ErrorCode::LeaseLost => 409,
             ErrorCode::RequestLimitExceeded => 429,
             ErrorCode::InternalError | ErrorCode::InvalidState => 500,
             ErrorCode::NotImplemented => 501,
@@ -114,6 +118,9 @@ pub enum RegistryError {
     /// The store is busy or unreachable; retry: `TEMPORARILY_UNAVAILABLE` (503).
     #[error("{0}")]
     Unavailable(String),
+    /// A worker's lease on a job is no longer current: `LEASE_LOST` (409).
+    #[error("{0}")]
+    LeaseLost(String),
     /// Anything else: `INTERNAL_ERROR` (500).
     #[error("{0}")]
     Internal(String),
@@ -137,6 +144,7 @@ impl RegistryError {
             RegistryError::Conflict(_) => ErrorCode::ResourceConflict,
             RegistryError::InvalidState(_) => ErrorCode::InvalidState,
             RegistryError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
+            RegistryError::LeaseLost(_) => ErrorCode::LeaseLost,
             RegistryError::Internal(_) => ErrorCode::InternalError,
             RegistryError::Database(e) => match e {
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
@@ -224,6 +232,11 @@ impl RegistryError {
         Self::not_found(format!("Logged model with ID '{model_id}' not found."))
     }
 
+    /// "No job with id=X exists" (404).
+    pub fn job_not_found(job_id: &str) -> Self {
+        Self::not_found(format!("No job with id={job_id} exists"))
+    }
+
     /// Whether the database refused the write because of a unique constraint.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, RegistryError::Database(sqlx::Error::Database(e))
@@ -269,6 +282,7 @@ mod tests {
                 401,
             ),
             (RegistryError::Internal("x".into()), "INTERNAL_ERROR", 500),
+            (RegistryError::LeaseLost("x".into()), "LEASE_LOST", 409),
             (
                 RegistryError::Unavailable("x".into()),
                 "TEMPORARILY_UNAVAILABLE",

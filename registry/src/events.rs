@@ -1,6 +1,6 @@
-//! Registry events — a version created, an alias moved, a stage changed — broadcast to watchers (the
-//! watch stream that serving and pipelines follow instead of polling) and delivered to webhooks: a
-//! signed POST to each configured URL, retried with backoff.
+//! Registry events — a version created, an alias moved, a stage changed, a training job changed —
+//! broadcast to watchers (the watch stream that serving and pipelines follow instead of polling)
+//! and delivered to webhooks: a signed POST to each configured URL, retried with backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +10,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::{broadcast, mpsc};
+
+use crate::jobs::{Job, JobStatus};
 
 /// Something that happened in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +64,20 @@ pub enum RegistryEvent {
         /// When, in ms since the epoch.
         timestamp: i64,
     },
+    /// A training job was submitted, leased, finished or cancelled (or a cancel was asked for).
+    JobChanged {
+        /// The job.
+        job_id: String,
+        /// The job's name.
+        job_name: String,
+        /// Its status now.
+        status: JobStatus,
+        /// Whether a cancel is pending (the job is still running).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancel_requested: bool,
+        /// When, in ms since the epoch.
+        timestamp: i64,
+    },
 }
 
 impl RegistryEvent {
@@ -71,15 +87,39 @@ impl RegistryEvent {
             RegistryEvent::VersionCreated { .. } => EventKind::VersionCreated,
             RegistryEvent::AliasMoved { .. } => EventKind::AliasMoved,
             RegistryEvent::StageChanged { .. } => EventKind::StageChanged,
+            RegistryEvent::JobChanged { .. } => EventKind::JobChanged,
         }
     }
 
-    /// The registered model the event concerns.
-    pub fn model_name(&self) -> &str {
+    /// The registered model the event concerns; `None` for job events.
+    pub fn model_name(&self) -> Option<&str> {
         match self {
             RegistryEvent::VersionCreated { name, .. }
             | RegistryEvent::AliasMoved { name, .. }
-            | RegistryEvent::StageChanged { name, .. } => name,
+            | RegistryEvent::StageChanged { name, .. } => Some(name),
+            RegistryEvent::JobChanged { .. } => None,
+        }
+    }
+
+    /// The training job the event concerns; `None` for model events.
+    pub fn job_id(&self) -> Option<&str> {
+        match self {
+            RegistryEvent::JobChanged { job_id, .. } => Some(job_id),
+            _ => None,
+        }
+    }
+
+    /// The `job_changed` event of a job in its current state, stamped now.
+    pub fn job_changed(job: &Job) -> RegistryEvent {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        RegistryEvent::JobChanged {
+            job_id: job.job_id.clone(),
+            job_name: job.name.clone(),
+            status: job.status,
+            cancel_requested: job.cancel_requested,
+            timestamp,
         }
     }
 }
@@ -94,6 +134,8 @@ pub enum EventKind {
     AliasMoved,
     /// [`RegistryEvent::StageChanged`].
     StageChanged,
+    /// [`RegistryEvent::JobChanged`].
+    JobChanged,
 }
 
 impl EventKind {
@@ -103,6 +145,7 @@ impl EventKind {
             EventKind::VersionCreated => "version_created",
             EventKind::AliasMoved => "alias_moved",
             EventKind::StageChanged => "stage_changed",
+            EventKind::JobChanged => "job_changed",
         }
     }
 }

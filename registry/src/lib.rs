@@ -1,13 +1,15 @@
 //! Cerulean's registry: experiments, runs, metrics, params, tags, registered models, versions, aliases
 //! and artifacts, behind the MLflow REST API, on SQLite or PostgreSQL and local, Azure Blob or S3
-//! storage.
+//! storage; and Cerulean's training-job queue and dataset register beside it.
 pub mod artifacts;
 pub mod auth;
 pub mod client;
+pub mod datasets;
 pub mod entities;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod jobs;
 pub mod service;
 pub mod store;
 pub mod validation;

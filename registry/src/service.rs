@@ -9,6 +9,9 @@
 //! version's `source` (MLflow 3.17's `_validate_source_run` / `_validate_source_model`), the
 //! lineage of `models:/...` sources, the `mlflow.modelVersions` tag on logged models, and the
 //! download URI of a version whose source is a logged model.
+//!
+//! The training-job writes that publish `job_changed` events (submit, lease, finish, cancel) and
+//! the job-spec validator are in the `jobs` submodule.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,10 +23,13 @@ use crate::auth::{Auth, AuthError, Principal};
 use crate::entities::{AliasEvent, ModelVersion, RegisteredModel};
 use crate::error::{RegistryError, Result};
 use crate::events::{EventBus, RegistryEvent, RetryPolicy, WebhookConfig, start_webhooks};
+use crate::jobs::JobSpecValidator;
 use crate::store::{
     self, CreateModelVersion, CreateRegisteredModel, MetadataStore, SetAlias, StageTransition,
     StoreOptions,
 };
+
+mod jobs;
 
 /// The `mlflow-artifacts:` scheme of URIs served by the artifact proxy.
 pub const MLFLOW_ARTIFACTS_SCHEME: &str = "mlflow-artifacts";
@@ -65,6 +71,9 @@ pub struct RegistryConfig {
     pub max_connections: u32,
     /// How many events a slow watcher may lag behind before it misses some.
     pub event_capacity: usize,
+    /// Checks job specs at submission (the binary installs one that knows the job-file format);
+    /// specs are taken as they come when `None`. See [`JobSpecValidator`].
+    pub job_spec_validator: Option<JobSpecValidator>,
 }
 
 impl RegistryConfig {
@@ -87,7 +96,23 @@ impl RegistryConfig {
             keys_reload_interval: Duration::from_secs(5),
             max_connections: StoreOptions::default().max_connections,
             event_capacity: 1024,
+            job_spec_validator: None,
         }
+    }
+
+    /// This configuration with a job-spec validator installed (see
+    /// [`RegistryConfig::job_spec_validator`]).
+    pub fn with_job_spec_validator(
+        mut self,
+        validator: impl Fn(
+            &serde_json::Value,
+        ) -> std::result::Result<crate::jobs::JobSpecSummary, String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.job_spec_validator = Some(Arc::new(validator));
+        self
     }
 
     fn store_options(&self) -> StoreOptions {
@@ -139,6 +164,10 @@ impl std::fmt::Debug for RegistryConfig {
             )
             .field("keys_file", &self.keys_file)
             .field("max_connections", &self.max_connections)
+            .field(
+                "job_spec_validator",
+                &self.job_spec_validator.as_ref().map(|_| "<installed>"),
+            )
             .finish_non_exhaustive()
     }
 }

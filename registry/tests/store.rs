@@ -73,7 +73,7 @@ async fn experiments(s: S) {
     assert_eq!(d.name, "Default");
     assert_eq!(d.lifecycle_stage, "active");
     assert_eq!(d.artifact_location, "mlflow-artifacts:/0");
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
 
     let id = s
         .create_experiment(CreateExperiment {
@@ -1692,7 +1692,7 @@ async fn sqlite_migration_2_upgrades_a_trigger_database() {
     let s = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     let run = s.get_run("r1").await.unwrap();
     let m = &run.data.metrics[0];
     assert_eq!((m.key.as_str(), m.step, m.value), ("loss", 3, 0.5));
@@ -1747,7 +1747,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
             .unwrap(),
     );
     assert!(dir.path().join("nested/dir/r.db").exists());
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     let exp = new_experiment(&a, "shared").await;
     let run = new_run(&a, &exp, "r").await;
     new_model(&a, "shared").await;
@@ -1781,7 +1781,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
     let c = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     for n in 0..2 {
         let h = c
             .get_metric_history(&run, &format!("s{n}"), None, None)

@@ -42,9 +42,10 @@
 //! - **Reasons.** `POST /api/2.0/mlflow/registered-models/alias` takes an optional `reason`
 //!   (free text) beside `name`, `alias` and `version`; so does `DELETE`. It is recorded in the
 //!   history and carried by the `alias_moved` event.
-//! - **Watch stream.** `GET /api/2.0/cerulean/watch?name=&since_alias_event=` is a long-lived
-//!   Server-Sent Events stream (`text/event-stream`) of registry events, for all models or only
-//!   the one named: `event: alias_moved` (or `version_created`, `stage_changed`), `id: <sequence>`
+//! - **Watch stream.** `GET /api/2.0/cerulean/watch?name=&job_id=&since_alias_event=` is a
+//!   long-lived Server-Sent Events stream (`text/event-stream`) of registry events, for all models
+//!   and jobs, or only the model (`name`) and/or the training job (`job_id`) named:
+//!   `event: alias_moved` (or `version_created`, `stage_changed`, `job_changed`), `id: <sequence>`
 //!   (increasing per event in this process), `data: <Envelope JSON>` (the event's fields, its
 //!   `type` and `sequence`, and for alias moves `alias_event_id`, the move's id in the history).
 //!   A `: ready` comment marks the start of the live part; `: keep-alive` comments come every
@@ -60,6 +61,31 @@
 //!   this process: a follower of a deployment with several registry processes should reconnect
 //!   now and then with `since_alias_event`, or read the alias.
 //!
+//! # Cerulean's training-job queue and dataset register
+//!
+//! Under `/api/2.0/cerulean/` (mirrored under `/ajax-api/2.0/cerulean/`), with the same error
+//! shape; a worker's lease that is no longer current is `409 LEASE_LOST`.
+//!
+//! | route | parameters | answer |
+//! |---|---|---|
+//! | `POST jobs/submit` | `name`, `experiment?`, `spec` (object), `spec_text?`, `requires_gpu?` | `{"job"}` (400 `INVALID_PARAMETER_VALUE` when the installed spec validator refuses the spec) |
+//! | `GET jobs/get` | `job_id` | `{"job"}` |
+//! | `GET jobs/list` | `status?` (repeated or comma-separated), `max_results?` (100, at most 1000), `page_token?` | `{"jobs": [...], "next_page_token"?}`, newest first |
+//! | `POST jobs/cancel` | `job_id` | `{"job"}` |
+//! | `POST jobs/lease` | `worker_id`, `lease_ms?` (30000), `gpu?` | `{"job", "lease_token"}`, or `{}` when there is no work |
+//! | `POST jobs/heartbeat` | `job_id`, `lease_token`, `lease_ms?`, `progress?`, `checkpoint_uri?` | `{"cancel_requested"}` |
+//! | `POST jobs/set-run` | `job_id`, `lease_token`, `run_id` | `{"job"}` (the run recorded first is kept) |
+//! | `POST jobs/finish` | `job_id`, `lease_token`, `status` (`SUCCEEDED`, `FAILED`, `CANCELLED`), `error?`, `error_context?`, `result?`, `checkpoint_uri?` | `{"job"}` |
+//! | `POST jobs/logs/append` | `job_id`, `lease_token`, `lines` | `{"last_seq"}` |
+//! | `GET jobs/logs` | `job_id`, `after_seq?` (0), `max_results?` (1000, at most 10000) | `{"lines": [{"seq", "timestamp", "line"}]}` |
+//! | `POST datasets/register` | `name`, `uri`, `format`, `digest`, `schema?`, `row_count?`, `description?` | `{"dataset"}`: a new version, or the latest unchanged when the digest is the same |
+//! | `GET datasets/get` | `name`, `version?` (the latest) | `{"dataset"}` |
+//! | `GET datasets/list` | `name?` | `{"datasets": [...]}`: the latest version of each, or every version of `name` |
+//!
+//! Submissions, leases, finishes and cancels publish a `job_changed` event (`job_id`,
+//! `job_name`, `status`, `cancel_requested`) on the watch stream, which `job_id=` narrows to one
+//! job.
+//!
 //! # Authentication
 //!
 //! When the [`Registry`]'s [`crate::auth::Auth`] is enabled, every route goes through
@@ -71,7 +97,9 @@
 //! MLflow's client sends parts without credentials. When authentication is off the layer is not
 //! installed at all and handlers act as `anonymous`.
 
+mod datasets;
 mod extract;
+mod jobs;
 mod logged;
 mod registry;
 mod tracking;
@@ -94,6 +122,9 @@ pub use extract::MAX_BODY_BYTES;
 /// The prefixes every MLflow REST route is served under.
 pub const PREFIXES: [&str; 2] = ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow"];
 
+/// The prefixes Cerulean's job and dataset routes are served under.
+pub const CERULEAN_PREFIXES: [&str; 2] = ["/api/2.0/cerulean", "/ajax-api/2.0/cerulean"];
+
 /// The route of the watch stream.
 pub const WATCH_PATH: &str = "/api/2.0/cerulean/watch";
 
@@ -105,6 +136,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
     let mut api: Router<Arc<Registry>> = Router::new();
     for prefix in PREFIXES {
         api = mlflow_routes(api, prefix);
+    }
+    for prefix in CERULEAN_PREFIXES {
+        api = cerulean_routes(api, prefix);
     }
     let api = api
         .route(
@@ -303,6 +337,23 @@ fn mlflow_routes(router: Router<Arc<Registry>>, p: &str) -> Router<Arc<Registry>
             &format!("{p}/model-versions/transition-stage"),
             post(reg::transition_model_version_stage),
         )
+}
+
+fn cerulean_routes(router: Router<Arc<Registry>>, p: &str) -> Router<Arc<Registry>> {
+    router
+        .route(&format!("{p}/jobs/submit"), post(jobs::submit))
+        .route(&format!("{p}/jobs/get"), get(jobs::get))
+        .route(&format!("{p}/jobs/list"), get(jobs::list))
+        .route(&format!("{p}/jobs/cancel"), post(jobs::cancel))
+        .route(&format!("{p}/jobs/lease"), post(jobs::lease))
+        .route(&format!("{p}/jobs/heartbeat"), post(jobs::heartbeat))
+        .route(&format!("{p}/jobs/set-run"), post(jobs::set_run))
+        .route(&format!("{p}/jobs/finish"), post(jobs::finish))
+        .route(&format!("{p}/jobs/logs"), get(jobs::logs))
+        .route(&format!("{p}/jobs/logs/append"), post(jobs::append_logs))
+        .route(&format!("{p}/datasets/register"), post(datasets::register))
+        .route(&format!("{p}/datasets/get"), get(datasets::get))
+        .route(&format!("{p}/datasets/list"), get(datasets::list))
 }
 
 /// The authentication layer: [`auth::require_role`], except for the routes that must answer

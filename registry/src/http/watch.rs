@@ -1,4 +1,5 @@
-//! `GET /api/2.0/cerulean/watch`: registry events as a Server-Sent Events stream.
+//! `GET /api/2.0/cerulean/watch`: registry events as a Server-Sent Events stream (all of them, or
+//! those of one model (`name=`) and/or one training job (`job_id=`)).
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -28,6 +29,7 @@ pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[serde(default)]
 struct WatchQuery {
     name: Option<String>,
+    job_id: Option<String>,
     #[serde(deserialize_with = "json::deserialize_opt_i64")]
     since_alias_event: Option<i64>,
 }
@@ -77,13 +79,21 @@ impl Seen {
 struct Follower {
     store: std::sync::Arc<dyn MetadataStore>,
     name: Option<String>,
+    job_id: Option<String>,
     tx: mpsc::Sender<Event>,
     seen: Seen,
 }
 
 impl Follower {
-    fn wanted(&self, model: &str) -> bool {
-        self.name.as_deref().is_none_or(|n| n == model)
+    /// Whether an event of this model (or of this job) is for this stream: every event when the
+    /// stream names neither a model nor a job, else those of the model or the job it names.
+    fn wanted(&self, model: Option<&str>, job: Option<&str>) -> bool {
+        if self.name.is_none() && self.job_id.is_none() {
+            return true;
+        }
+        let model_wanted = self.name.is_some() && self.name.as_deref() == model;
+        let job_wanted = self.job_id.is_some() && self.job_id.as_deref() == job;
+        model_wanted || job_wanted
     }
 
     /// Sends; false once the client has gone.
@@ -113,7 +123,7 @@ impl Follower {
             let full = events.len() as i64 >= REPLAY_PAGE;
             for event in &events {
                 after = after.max(event.id);
-                if !self.seen.insert(event.id) || !self.wanted(&event.name) {
+                if !self.seen.insert(event.id) || !self.wanted(Some(&event.name), None) {
                     continue;
                 }
                 if !self.send(replayed_event(event)).await {
@@ -157,7 +167,7 @@ impl Follower {
                     {
                         continue;
                     }
-                    if !self.wanted(envelope.event.model_name()) {
+                    if !self.wanted(envelope.event.model_name(), envelope.event.job_id()) {
                         continue;
                     }
                     if !self.send(live_event(&envelope)).await {
@@ -201,6 +211,7 @@ pub(super) async fn watch(
     let follower = Follower {
         store: r.store().clone(),
         name: query.name.filter(|n| !n.is_empty()),
+        job_id: query.job_id.filter(|j| !j.is_empty()),
         tx,
         seen: Seen::default(),
     };

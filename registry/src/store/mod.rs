@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::datasets::{DatasetRecord, RegisterDataset};
 use crate::entities::{
     AliasEvent, DatasetInput, Experiment, ExperimentTag, LoggedModel, LoggedModelParameter,
     LoggedModelStatus, LoggedModelTag, Metric, ModelInput, ModelOutput, ModelVersion,
@@ -18,6 +19,7 @@ use crate::entities::{
     json,
 };
 use crate::error::Result;
+use crate::jobs::{FinishJob, HeartbeatReply, Job, JobLogLine, LeaseRequest, ListJobs, SubmitJob};
 
 pub mod search;
 mod sql;
@@ -489,6 +491,70 @@ pub trait MetadataStore: Send + Sync {
         model_id: &str,
         params: Vec<LoggedModelParameter>,
     ) -> Result<()>;
+
+    // ---- training jobs (Cerulean) ----
+
+    /// Queues a job (status `QUEUED`). The spec must be a JSON object; sizes are limited (see
+    /// [`crate::jobs`]).
+    async fn submit_job(&self, req: SubmitJob) -> Result<Job>;
+    /// A job by id; `RESOURCE_DOES_NOT_EXIST` when there is none.
+    async fn get_job(&self, job_id: &str) -> Result<Job>;
+    /// Jobs, newest first, optionally only those in some states, paged.
+    async fn list_jobs(&self, req: ListJobs) -> Result<Page<Job>>;
+    /// Atomically gives the worker the oldest job it can run — a `QUEUED` one, or a `RUNNING` one
+    /// whose lease expired (its worker is gone); a `requires_gpu` job only to a worker with a
+    /// GPU; none with a cancel pending — and answers it (`RUNNING`, leased to the worker until
+    /// now + `lease_ms`, `attempts` + 1, `run_id` kept) with a fresh lease token; `None` when
+    /// there is no work. Running jobs whose lease expired with a cancel pending end as
+    /// `CANCELLED` instead. Safe with any number of concurrent workers.
+    async fn lease_job(&self, req: LeaseRequest) -> Result<Option<(Job, String)>>;
+    /// Ends as `CANCELLED` the running jobs whose lease expired while a cancel was pending, and
+    /// returns them ([`Self::lease_job`] does this too, without telling which).
+    async fn reap_cancelled_jobs(&self) -> Result<Vec<Job>>;
+    /// Extends the lease to now + `lease_ms` and records the progress and checkpoint given;
+    /// answers whether a cancel is pending. `LEASE_LOST` (409) when `lease_token` is not the
+    /// job's current one or the job is no longer `RUNNING`.
+    async fn heartbeat_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lease_ms: i64,
+        progress: Option<serde_json::Value>,
+        checkpoint_uri: Option<String>,
+    ) -> Result<HeartbeatReply>;
+    /// Records the job's MLflow run, unless one is recorded already (which is kept: a resumed
+    /// job continues its run); returns the job. `LEASE_LOST` as for heartbeats.
+    async fn set_job_run(&self, job_id: &str, lease_token: &str, run_id: &str) -> Result<Job>;
+    /// Ends the job (`SUCCEEDED`, `FAILED` or `CANCELLED`) and clears its lease; returns it.
+    /// `LEASE_LOST` as for heartbeats.
+    async fn finish_job(&self, job_id: &str, lease_token: &str, req: FinishJob) -> Result<Job>;
+    /// Cancels a job: a queued one (or a running one whose lease expired) ends as `CANCELLED` at
+    /// once; a running one gets `cancel_requested`, which its worker sees at its next heartbeat;
+    /// an ended one is answered unchanged.
+    async fn cancel_job(&self, job_id: &str) -> Result<Job>;
+    /// Appends lines to the job's log (numbered on from the last one); returns the number of the
+    /// last line. `LEASE_LOST` as for heartbeats.
+    async fn append_job_logs(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lines: Vec<String>,
+    ) -> Result<i64>;
+    /// The job's log lines numbered after `after_seq`, in order, at most `max` (1000 when
+    /// `max` < 1, at most 10,000).
+    async fn job_logs(&self, job_id: &str, after_seq: i64, max: i64) -> Result<Vec<JobLogLine>>;
+
+    // ---- dataset register (Cerulean) ----
+
+    /// Registers a dataset version: the next version of the name, or the latest one unchanged
+    /// when its digest equals the one given.
+    async fn register_dataset(&self, req: RegisterDataset) -> Result<DatasetRecord>;
+    /// A version of a dataset (the latest when `version` is `None`); `RESOURCE_DOES_NOT_EXIST`
+    /// when there is none.
+    async fn get_dataset(&self, name: &str, version: Option<i64>) -> Result<DatasetRecord>;
+    /// The latest version of every dataset, by name; or, with `name`, every version of that
+    /// dataset, newest first.
+    async fn list_datasets(&self, name: Option<&str>) -> Result<Vec<DatasetRecord>>;
 }
 
 /// Opens the store named by a URI — `sqlite:///abs/path.db`, `sqlite://rel.db` (created when

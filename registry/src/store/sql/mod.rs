@@ -20,13 +20,17 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::*;
+use crate::datasets::{DatasetRecord, RegisterDataset};
 use crate::entities::{
     AliasEvent, DatasetInput, Experiment, LoggedModel, LoggedModelParameter, LoggedModelStatus,
     LoggedModelTag, Metric, ModelInput, ModelOutput, ModelVersion, Param, RegisteredModel, Run,
     RunInfo, RunTag,
 };
 use crate::error::{RegistryError, Result};
+use crate::jobs::{FinishJob, HeartbeatReply, Job, JobLogLine, LeaseRequest, ListJobs, SubmitJob};
 
+mod datasets;
+mod jobs;
 mod logged;
 mod registry;
 mod staging;
@@ -108,6 +112,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "metric_staging",
         sqlite: include_str!("migrations/sqlite/0003_metric_staging.sql"),
         postgres: include_str!("migrations/postgres/0003_metric_staging.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "jobs",
+        sqlite: include_str!("migrations/sqlite/0004_jobs.sql"),
+        postgres: include_str!("migrations/postgres/0004_jobs.sql"),
     },
 ];
 
@@ -1118,6 +1128,95 @@ impl MetadataStore for SqlStore {
             |s| async move { logged::log_logged_model_params(&s, &model_id, params).await },
         )
         .await
+    }
+
+    async fn submit_job(&self, req: SubmitJob) -> Result<Job> {
+        self.shielded(|s| async move { jobs::submit_job(&s, req).await })
+            .await
+    }
+    async fn get_job(&self, job_id: &str) -> Result<Job> {
+        jobs::get_job(self, job_id).await
+    }
+    async fn list_jobs(&self, req: ListJobs) -> Result<Page<Job>> {
+        jobs::list_jobs(self, req).await
+    }
+    async fn lease_job(&self, req: LeaseRequest) -> Result<Option<(Job, String)>> {
+        self.shielded(|s| async move { jobs::lease_job(&s, req).await })
+            .await
+    }
+    async fn reap_cancelled_jobs(&self) -> Result<Vec<Job>> {
+        self.shielded(|s| async move { jobs::reap_cancelled_jobs(&s).await })
+            .await
+    }
+    async fn heartbeat_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lease_ms: i64,
+        progress: Option<serde_json::Value>,
+        checkpoint_uri: Option<String>,
+    ) -> Result<HeartbeatReply> {
+        let job_id = job_id.to_owned();
+        let lease_token = lease_token.to_owned();
+        self.shielded(|s| async move {
+            jobs::heartbeat_job(
+                &s,
+                &job_id,
+                &lease_token,
+                lease_ms,
+                progress,
+                checkpoint_uri,
+            )
+            .await
+        })
+        .await
+    }
+    async fn set_job_run(&self, job_id: &str, lease_token: &str, run_id: &str) -> Result<Job> {
+        let job_id = job_id.to_owned();
+        let lease_token = lease_token.to_owned();
+        let run_id = run_id.to_owned();
+        self.shielded(
+            |s| async move { jobs::set_job_run(&s, &job_id, &lease_token, &run_id).await },
+        )
+        .await
+    }
+    async fn finish_job(&self, job_id: &str, lease_token: &str, req: FinishJob) -> Result<Job> {
+        let job_id = job_id.to_owned();
+        let lease_token = lease_token.to_owned();
+        self.shielded(|s| async move { jobs::finish_job(&s, &job_id, &lease_token, req).await })
+            .await
+    }
+    async fn cancel_job(&self, job_id: &str) -> Result<Job> {
+        let job_id = job_id.to_owned();
+        self.shielded(|s| async move { jobs::cancel_job(&s, &job_id).await })
+            .await
+    }
+    async fn append_job_logs(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lines: Vec<String>,
+    ) -> Result<i64> {
+        let job_id = job_id.to_owned();
+        let lease_token = lease_token.to_owned();
+        self.shielded(
+            |s| async move { jobs::append_job_logs(&s, &job_id, &lease_token, lines).await },
+        )
+        .await
+    }
+    async fn job_logs(&self, job_id: &str, after_seq: i64, max: i64) -> Result<Vec<JobLogLine>> {
+        jobs::job_logs(self, job_id, after_seq, max).await
+    }
+
+    async fn register_dataset(&self, req: RegisterDataset) -> Result<DatasetRecord> {
+        self.shielded(|s| async move { datasets::register_dataset(&s, req).await })
+            .await
+    }
+    async fn get_dataset(&self, name: &str, version: Option<i64>) -> Result<DatasetRecord> {
+        datasets::get_dataset(self, name, version).await
+    }
+    async fn list_datasets(&self, name: Option<&str>) -> Result<Vec<DatasetRecord>> {
+        datasets::list_datasets(self, name).await
     }
 }
 
