@@ -9,6 +9,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "inference/model_config.proto",
     "inference/grpc_service.proto",
+    "cerulean/jobs/v1/jobs.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,6 +3,7 @@
 //! * [`inference`]: the KServe v2 / Triton gRPC service `inference.GRPCInferenceService` and
 //!   the Triton model configuration (`inference.ModelConfig`), wire-compatible with Triton so
 //!   that stock clients such as Python's `tritonclient.grpc` work unchanged.
+//! * [`jobs`]: Cerulean's training-job service `cerulean.jobs.v1.JobService`.
 //! * [`model_config`]: reading and writing model configurations as `config.pbtxt` (protobuf
 //!   text format) and as the JSON that `GET /v2/models/{name}/config` returns.
 //! * [`FILE_DESCRIPTOR_SET`] / [`descriptor_pool`]: the compiled descriptors, for reflection.
@@ -32,6 +33,25 @@ use prost_reflect::DescriptorPool;
 pub mod inference {
     tonic::include_proto!("inference");
 }
+
+/// Generated messages, client and server of Cerulean's training-job service
+/// (`cerulean.jobs.v1.JobService`): submit, get, list and cancel jobs, stream their logs and
+/// metrics. The server trait is [`jobs::job_service_server::JobService`]; the client is
+/// [`jobs::job_service_client::JobServiceClient`].
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    rustdoc::all,
+    unreachable_pub
+)]
+pub mod jobs {
+    tonic::include_proto!("cerulean.jobs.v1");
+}
+
+/// Full name of the training-job gRPC service.
+pub const JOB_SERVICE_NAME: &str = "cerulean.jobs.v1.JobService";
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every Cerulean proto file (without
 /// source info), for gRPC reflection and for [`prost_reflect`].

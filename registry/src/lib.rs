@@ -8,6 +8,7 @@ pub mod datasets;
 pub mod entities;
 pub mod error;
 pub mod events;
+pub mod grpc;
 pub mod http;
 pub mod jobs;
 pub mod service;
