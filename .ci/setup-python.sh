@@ -17,6 +17,7 @@ PYTHON="${PYTHON:-python3}"
 # tritonclient 2.73; ml_dtypes supplies the bfloat16 numpy dtype.
 # azure-ai-textanalytics 5.4.0 (the latest 5.x) is the Azure AI Language client that
 # tests/python/language_e2e.py drives against the /language and /text/analytics routes.
+# scikit-learn ships the real datasets (digits, breast cancer) the training tests learn from.
 REQUIREMENTS="$(cat <<'EOF'
 tritonclient[http,grpc]==2.73.0
 onnx==1.23.2
@@ -24,6 +25,7 @@ onnxruntime==1.31.1
 numpy==2.3.5
 ml_dtypes==0.5.4
 azure-ai-textanalytics==5.4.0
+scikit-learn==1.9.1
 EOF
 )"
 

@@ -5,6 +5,7 @@ mod registry_cli;
 mod registry_server;
 mod serve;
 mod settings;
+mod train_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,12 +39,22 @@ enum Command {
     },
     /// Point an alias (e.g. `champion`) at a model version, recording why.
     Promote(registry_cli::PromoteArgs),
+    /// Training jobs: submit a job file, list, follow, cancel.
+    Train {
+        #[command(subcommand)]
+        command: train_cli::TrainCommand,
+    },
+    /// Run a training worker: lease jobs from the registry's queue and train them.
+    Worker(train_cli::WorkerArgs),
+    /// Datasets: register a version of a lake dataset by name, list them.
+    Datasets {
+        #[command(subcommand)]
+        command: train_cli::DatasetsCommand,
+    },
 }
 
-/// Runs a registry call to completion, mapping its failure to the documented exit codes.
-fn block_on(
-    call: impl std::future::Future<Output = Result<(), cerulean_registry::client::ClientError>>,
-) -> ExitCode {
+/// Runs `work` on a current-thread runtime; errors are printed with their context and exit 1.
+fn run_async(work: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -54,10 +65,26 @@ fn block_on(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(call) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => registry_cli::failure(&err),
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(client) = err.downcast_ref::<cerulean_registry::client::ClientError>() {
+                return registry_cli::failure(client);
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Runs a registry call to completion, mapping its failure to the documented exit codes.
+fn block_on(
+    call: impl std::future::Future<Output = Result<(), cerulean_registry::client::ClientError>>,
+) -> ExitCode {
+    run_async(async move {
+        call.await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `cerulean up` flags: the server's and the registry's.
@@ -70,6 +97,8 @@ struct UpArgs {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any other thread exists.
+    unsafe { cerulean_trainer::train::set_cpu_threads_at_startup() };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -86,6 +115,9 @@ fn main() -> ExitCode {
         Command::Promote(args) => {
             return block_on(async move { registry_cli::promote(&args).await });
         }
+        Command::Train { command } => return train_cli::train(command),
+        Command::Worker(args) => return train_cli::worker(args),
+        Command::Datasets { command } => return train_cli::datasets(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,13 +23,18 @@ pub struct RegistryTarget {
 }
 
 impl RegistryTarget {
-    fn client(&self) -> Result<RegistryClient, ClientError> {
-        let token = self.api_key.clone().or_else(|| {
+    /// A client of the registry.
+    pub fn client(&self) -> Result<RegistryClient, ClientError> {
+        RegistryClient::new(&self.url, self.token())
+    }
+
+    /// The key to present: `--api-key`, else MLFLOW_TRACKING_TOKEN.
+    pub fn token(&self) -> Option<String> {
+        self.api_key.clone().or_else(|| {
             std::env::var("MLFLOW_TRACKING_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty())
-        });
-        RegistryClient::new(&self.url, token)
+        })
     }
 }
 

@@ -42,6 +42,9 @@ pub struct RegistryCommand {
     /// REST address [default: 127.0.0.1:8080].
     #[arg(long, env = "CERULEAN_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Also serve the training-job gRPC service (`cerulean.jobs.v1.JobService`) on this address.
+    #[arg(long, env = "CERULEAN_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
 }
 
 /// The registry configuration from flags, then the file's `[registry]` table, then defaults under
@@ -75,6 +78,15 @@ pub fn config(
             events: w.events.clone(),
         })
         .collect();
+    // Job files are checked at submission, so a bad one is a 400 naming its field.
+    config = config.with_job_spec_validator(|spec| {
+        let job = cerulean_trainer::JobSpec::from_json(spec).map_err(|e| e.to_string())?;
+        Ok(cerulean_registry::jobs::JobSpecSummary {
+            name: job.name.clone(),
+            requires_gpu: job.requires_gpu(),
+            experiment: job.experiment.clone(),
+        })
+    });
     let no_auth = args.no_auth || file.no_auth.unwrap_or(false);
     if config.keys_file.is_none() && !addr.ip().is_loopback() && !no_auth {
         anyhow::bail!(
@@ -112,12 +124,33 @@ pub fn run(config_file: Option<&std::path::Path>, command: RegistryCommand) -> a
             .await
             .with_context(|| format!("binding HTTP to {addr}"))?;
         let registry = open(config).await?;
+        let grpc = match command.grpc_addr {
+            Some(grpc_addr) => {
+                let listener = tokio::net::TcpListener::bind(grpc_addr)
+                    .await
+                    .with_context(|| format!("binding gRPC to {grpc_addr}"))?;
+                let routes = tonic::service::Routes::new(
+                    cerulean_registry::grpc::JobGrpc::server(registry.clone()),
+                );
+                tracing::info!(%grpc_addr, "job service listening");
+                Some(tokio::spawn(cerulean_serving::grpc::serve_grpc_routes(
+                    routes,
+                    listener,
+                    crate::serve::shutdown_signal(),
+                )))
+            }
+            None => None,
+        };
         let app =
             cerulean_registry::http::router(registry).fallback(cerulean_registry::http::not_found);
         tracing::info!(%addr, "registry listening");
         axum::serve(listener, app)
             .with_graceful_shutdown(crate::serve::shutdown_signal())
             .await
-            .context("HTTP server")
+            .context("HTTP server")?;
+        if let Some(grpc) = grpc {
+            grpc.await.context("gRPC server task")?.context("gRPC server")?;
+        }
+        Ok(())
     })
 }

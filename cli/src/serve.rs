@@ -1,4 +1,6 @@
-//! `cerulean serve` and `cerulean up`: start the inference server.
+//! `cerulean serve` and `cerulean up`: start the inference server. Both can serve the registered
+//! models of a model registry (`up` its own, `serve --registry URL` another's), following their
+//! aliases ([`cerulean_serving::registry_source`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use cerulean_models::ModelStore;
 use cerulean_serving::backend::BackendOptions;
 use cerulean_serving::config::ModelDefaults;
 use cerulean_serving::metrics::Metrics;
+use cerulean_serving::registry_source::{FollowerConfig, RegistryFollower};
 use cerulean_serving::repository::{ModelRepository, RepositorySources};
 use cerulean_serving::server::{InferenceServer, ServerOptions};
 use clap::Args;
@@ -63,6 +66,84 @@ pub struct ServeArgs {
     /// The ONNX Runtime library [default: the one `cerulean models pull` installed].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub onnxruntime_library: Option<PathBuf>,
+    /// Serve the registered models of the registry at this URL, following their aliases
+    /// (`cerulean up` serves those of its own registry and ignores this).
+    #[arg(long = "registry", env = "CERULEAN_REGISTRY_URL")]
+    pub registry_url: Option<String>,
+    /// An API key for that registry (sent as a bearer token; a reader's is enough).
+    #[arg(long, env = "CERULEAN_REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
+    /// Where registered models' files are cached [default: $CERULEAN_HOME/registry-models].
+    #[arg(long, env = "CERULEAN_REGISTRY_CACHE")]
+    pub registry_cache: Option<PathBuf>,
+    /// How many of each registered model's newest versions stay loaded, alias targets aside; older
+    /// versions load on their first request [default: 3].
+    #[arg(long, env = "CERULEAN_REGISTRY_VERSIONS")]
+    pub registry_versions: Option<usize>,
+}
+
+/// Which registry the server follows, and how.
+struct Follow {
+    /// The registry's URL; `None` for the registry served in this process (`up`).
+    url: Option<String>,
+    /// The API key sent to it.
+    token: Option<String>,
+    /// The follower's settings.
+    config: FollowerConfig,
+}
+
+impl Follow {
+    /// The registry to follow: `up`'s own, or the one `--registry` names, if any.
+    fn from_args(args: &ServeArgs, up: bool, home: &Path) -> Option<Follow> {
+        let url = if up {
+            if let Some(url) = &args.registry_url {
+                tracing::info!(%url, "`up` serves the models of its own registry; --registry is ignored");
+            }
+            None
+        } else {
+            Some(args.registry_url.clone()?)
+        };
+        let mut config = FollowerConfig::new(
+            args.registry_cache
+                .clone()
+                .unwrap_or_else(|| home.join("registry-models")),
+        );
+        if let Some(keep) = args.registry_versions {
+            config.keep_versions = keep;
+        }
+        Some(Follow {
+            url,
+            token: args.registry_token.clone().filter(|t| !t.is_empty()),
+            config,
+        })
+    }
+
+    /// Starts following; `http_addr` is where this process's own registry answers.
+    fn start(
+        self,
+        repository: &Arc<ModelRepository>,
+        http_addr: SocketAddr,
+    ) -> anyhow::Result<RegistryFollower> {
+        let url = self
+            .url
+            .unwrap_or_else(|| format!("http://{}", loopback(http_addr)));
+        let client = cerulean_registry::client::RegistryClient::new(&url, self.token)
+            .with_context(|| format!("connecting to the registry at {url}"))?;
+        Ok(RegistryFollower::start(
+            client,
+            repository.clone(),
+            self.config,
+        ))
+    }
+}
+
+/// `addr` with an unspecified IP (`0.0.0.0`, `::`) replaced by the loopback address, for
+/// reaching this process's own listener.
+fn loopback(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }
 
 /// Runs the server until SIGINT or SIGTERM. With `registry` (the `up` command) it also fetches and
@@ -94,9 +175,11 @@ pub fn run(
         roots.push(user_repository);
         prebuilt = store.servable_models();
     }
-    if roots.is_empty() && prebuilt.is_empty() {
+    let follow = Follow::from_args(&args, up, store.home());
+    if roots.is_empty() && prebuilt.is_empty() && follow.is_none() {
         anyhow::bail!(
-            "no model repository given: pass --model-repository DIR (or use `cerulean up`)"
+            "no model repository given: pass --model-repository DIR or --registry URL (or use \
+             `cerulean up`)"
         );
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -153,7 +236,13 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(
-        sources, defaults, options, http_addr, grpc_addr, registry, up,
+        sources,
+        defaults,
+        options,
+        (http_addr, grpc_addr),
+        registry,
+        follow,
+        up,
     ))
 }
 
@@ -161,14 +250,15 @@ async fn serve(
     sources: RepositorySources,
     defaults: ModelDefaults,
     options: ServerOptions,
-    http_addr: SocketAddr,
-    grpc_addr: SocketAddr,
+    (http_addr, grpc_addr): (SocketAddr, SocketAddr),
     registry: Option<RegistryConfig>,
+    follow: Option<Follow>,
     cognitive: bool,
 ) -> anyhow::Result<()> {
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("binding HTTP to {http_addr}"))?;
+    let bound_http = http_listener.local_addr().unwrap_or(http_addr);
     let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
         .await
         .with_context(|| format!("binding gRPC to {grpc_addr}"))?;
@@ -179,9 +269,18 @@ async fn serve(
         // The Azure AI Language routes and /v1/embeddings, over the builtin language models.
         app = app.merge(cerulean_cognitive::services::router(server.clone()));
     }
+    let worker_token = follow.as_ref().and_then(|f| f.token.clone());
+    let mut job_service = None;
     if let Some(config) = registry {
         let registry = crate::registry_server::open(config).await?;
+        job_service = Some(cerulean_registry::grpc::JobGrpc::server(registry.clone()));
         let auth = registry.auth().clone();
+        if auth.is_enabled() && follow.as_ref().is_some_and(|f| f.token.is_none()) {
+            tracing::warn!(
+                "the registry requires API keys: give the server one (--registry-token or \
+                 CERULEAN_REGISTRY_TOKEN) to serve registered models"
+            );
+        }
         if auth.is_enabled() {
             // Keys guard every route on the shared port, the inference ones included.
             app = app.layer(axum::middleware::from_fn_with_state(
@@ -201,12 +300,41 @@ async fn serve(
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let grpc = tokio::spawn(cerulean_serving::grpc::serve_grpc(
-        server.clone(),
+    // The inference service, and with the registry (`up`) the training-job service beside it.
+    let draining = cerulean_serving::grpc::Draining::new();
+    let mut routes = cerulean_serving::grpc::grpc_routes(server.clone(), draining.clone());
+    if let Some(jobs) = job_service {
+        routes = routes.add_service(jobs);
+    }
+    let grpc_stopped = stopped(stop_rx.clone());
+    let grpc = tokio::spawn(cerulean_serving::grpc::serve_grpc_routes(
+        routes,
         grpc_listener,
-        stopped(stop_rx.clone()),
+        async move {
+            grpc_stopped.await;
+            draining.start();
+        },
     ));
+    // `up` trains too: one worker in this process, leasing from this process's registry.
+    let worker = cognitive.then(|| {
+        let mut options = cerulean_trainer::worker::WorkerOptions::new(
+            format!("http://{}", loopback(bound_http)),
+            worker_token.clone(),
+        );
+        options.worker_id = format!("up-{}", options.worker_id);
+        let worker_stopped = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            match cerulean_trainer::worker::Worker::new(options) {
+                Ok(worker) => worker.run(worker_stopped).await,
+                Err(err) => tracing::error!(error = %err, "cannot start the in-process worker"),
+            }
+        })
+    });
     tracing::info!(%http_addr, %grpc_addr, "listening; loading models");
+    // Registered models load in the background: an unreachable registry never holds the server.
+    let _follower = follow
+        .map(|follow| follow.start(&repository, bound_http))
+        .transpose()?;
     repository.load_all().await;
     server.mark_ready(true);
     let index = server.index(false);
@@ -217,6 +345,9 @@ async fn serve(
     tracing::info!("shutting down: finishing requests in flight");
     server.mark_ready(false);
     let _ = stop_tx.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     http.await
         .context("HTTP server task")?
         .context("HTTP server")?;

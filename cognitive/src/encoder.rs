@@ -33,6 +33,8 @@ pub const LICENCE: &str = "Apache-2.0";
 pub const DIMENSIONS: usize = 384;
 /// The most tokens (with `[CLS]` and `[SEP]`) the encoder reads from one text; the rest is cut.
 pub const MAX_TOKENS: usize = 256;
+/// The most tokens the model can read at all (its position table).
+pub const POSITIONS: usize = 512;
 /// The manifest entry of the ONNX model.
 pub const MODEL_ENTRY: &str = "minilm-l6-v2";
 /// The manifest entry of the tokenizer.
@@ -142,7 +144,17 @@ impl SentenceEncoder {
     /// Loads the model and tokenizer from `files`, creating the ONNX Runtime session with
     /// `options` (threads, spinning, and the runtime library the first session loads).
     pub fn load(files: &EncoderFiles, options: &BackendOptions) -> Result<SentenceEncoder> {
-        let tokenizer = load_tokenizer(&files.tokenizer, MAX_TOKENS)?;
+        SentenceEncoder::load_reading(files, options, MAX_TOKENS)
+    }
+
+    /// Like [`SentenceEncoder::load`], reading at most `max_tokens` tokens of each text (capped
+    /// at [`POSITIONS`], the model's position table).
+    pub fn load_reading(
+        files: &EncoderFiles,
+        options: &BackendOptions,
+        max_tokens: usize,
+    ) -> Result<SentenceEncoder> {
+        let tokenizer = load_tokenizer(&files.tokenizer, max_tokens.clamp(2, POSITIONS))?;
         let session = new_session(&files.model, options)?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for required in ["input_ids", "attention_mask"] {
@@ -219,7 +231,8 @@ impl SentenceEncoder {
         Ok(Encoded { embeddings, tokens })
     }
 
-    /// The token ids of each text, `[CLS]` and `[SEP]` included, truncated at [`MAX_TOKENS`].
+    /// The token ids of each text, `[CLS]` and `[SEP]` included, truncated at [`MAX_TOKENS`] (or
+    /// the limit given to [`SentenceEncoder::load_reading`]).
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         texts
             .iter()

@@ -12,6 +12,10 @@
 //! | `embeddings`         | [`encoder`]    | `EMBEDDING` FP32 [384]                                   |
 //! | `key-phrases`        | [`keyphrases`] | `KEY_PHRASES` BYTES (JSON array of strings)              |
 //! | `pii`                | [`pii`]        | `ENTITIES` BYTES (JSON array), `REDACTED` BYTES          |
+//!
+//! [`text_encoder`] lends the MiniLM encoder to the serving crate's candle backend, which serves
+//! text classifiers trained on its embeddings; [`sentiment::binding`] lets such a classifier
+//! answer sentiment analysis.
 
 pub mod azure;
 pub mod encoder;
@@ -23,5 +27,6 @@ pub mod pii;
 pub mod pipeline;
 pub mod sentiment;
 pub mod services;
+pub mod text_encoder;
 
 pub use error::CognitiveError;

@@ -18,7 +18,7 @@ use crate::keyphrases::KeyPhrasePipeline;
 use crate::langid::LanguageDetectionPipeline;
 use crate::pii::PiiPipeline;
 use crate::pipeline::{Batching, TextPipeline, builtin_model_loaded_by};
-use crate::sentiment::SentimentPipeline;
+use crate::sentiment::{BoundSentiment, SentimentBinding, SentimentPipeline};
 use crate::{encoder, keyphrases, langid, openai, pii, sentiment};
 
 /// One language model: its v2 name, the version string the routes report, and its licence.
@@ -161,12 +161,76 @@ pub fn language_config() -> LanguageConfig {
             pii: pii::MODEL_VERSION.to_string(),
         },
         limits: Default::default(),
+        sentiment_model: None,
     }
 }
 
 /// The Azure AI Language routes and `POST /v1/embeddings`, over `server`'s language models.
 pub fn router(server: Arc<InferenceServer>) -> Router {
-    crate::azure::router(server.clone(), language_config()).merge(openai::router(server))
+    LanguageServices::default().router(server)
+}
+
+/// The language services of one server: the builtin v2 models and the routes over them, with
+/// sentiment analysis answered by a registered text classifier when one is bound
+/// (`[cognitive.sentiment] model`, see [`crate::sentiment::binding`]).
+#[derive(Debug, Clone, Default)]
+pub struct LanguageServices {
+    sentiment: Option<BoundSentiment>,
+}
+
+impl LanguageServices {
+    /// The services, with sentiment bound to `sentiment_model` when given.
+    pub fn new(sentiment_model: Option<SentimentBinding>) -> LanguageServices {
+        LanguageServices {
+            sentiment: sentiment_model.map(BoundSentiment::new),
+        }
+    }
+
+    /// The builtin models ([`builtin_models`]); when sentiment is bound, the `sentiment` model
+    /// calls the bound classifier instead of VADER (and its configuration says so).
+    pub fn builtin_models(&self, store: &ModelStore) -> Vec<BuiltinModel> {
+        let mut models = builtin_models(store);
+        if let Some(bound) = &self.sentiment
+            && let Some(model) = models.iter_mut().find(|m| m.name == "sentiment")
+        {
+            let pipeline = bound.pipeline();
+            let batching = Batching {
+                max_batch_size: model.config.max_batch_size,
+                max_queue_delay_us: 0,
+            };
+            let mut replaced =
+                builtin_model_loaded_by("sentiment", batching, move |_| Ok(pipeline.clone()));
+            for (key, value) in [
+                ("model_version", bound.binding().reference().to_string()),
+                (
+                    "description",
+                    format!("the text classifier {}", bound.binding()),
+                ),
+            ] {
+                replaced.config.parameters.insert(
+                    key.to_string(),
+                    ModelParameter {
+                        string_value: value,
+                    },
+                );
+            }
+            *model = replaced;
+        }
+        models
+    }
+
+    /// The Azure AI Language routes and `POST /v1/embeddings` over `server`'s language models;
+    /// attaches the sentiment binding to `server` (call it from async code).
+    pub fn router(&self, server: Arc<InferenceServer>) -> Router {
+        let config = LanguageConfig {
+            sentiment_model: self.sentiment.as_ref().map(|b| b.binding().clone()),
+            ..language_config()
+        };
+        if let Some(bound) = &self.sentiment {
+            bound.attach(&server);
+        }
+        crate::azure::router(server.clone(), config).merge(openai::router(server))
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +249,19 @@ mod tests {
         }
         let pii = models.iter().find(|m| m.name == "pii").unwrap();
         assert_eq!(pii.config.parameters["licence"].string_value, "CC-BY-4.0");
+    }
+
+    #[test]
+    fn a_bound_sentiment_model_says_which_classifier_answers() {
+        let store = ModelStore::new(std::env::temp_dir().join("cerulean-no-such-home"));
+        let binding = "models:/my-sentiment@champion".parse().unwrap();
+        let models = LanguageServices::new(Some(binding)).builtin_models(&store);
+        assert_eq!(models.len(), LANGUAGE_MODELS.len());
+        let sentiment = models.iter().find(|m| m.name == "sentiment").unwrap();
+        let version = &sentiment.config.parameters["model_version"].string_value;
+        assert_eq!(version, "my-sentiment@champion");
+        // No VADER lexicon is needed: the model loads without any files.
+        assert!((sentiment.factory)(&BackendOptions::default()).is_ok());
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub mod version;
 
 pub use error::LakeError;
 pub use images::{
-    IMAGE_EXTENSIONS, ImageFolder, ImageItem, list_image_folder, list_image_folder_in,
+    IMAGE_EXTENSIONS, ImageFolder, ImageFolderReader, ImageItem, image_folder_schema,
+    list_image_folder, list_image_folder_in, open_image_folder,
 };
 pub use split::{epoch_permutation, permutation, split};
 pub use table::{Table, TableFormat, list_dataset_objects, open_table, open_table_in};

@@ -191,6 +191,27 @@ async fn image_folder_lists_classes_sorted() {
             ("1.jpg".to_owned(), 2)
         ]
     );
+    assert_eq!(folder.version.row_count, 4);
+    assert!(folder.version.content_hash.starts_with("sha256:"));
+
+    // The reader fetches the bytes in listing order; rewriting an image changes the version.
+    let reader = cerulean_lake::open_image_folder(&uri).await.unwrap();
+    assert_eq!(reader.total_bytes(), 12);
+    let read: Vec<(usize, Vec<u8>)> = reader
+        .read(2)
+        .map_ok(|(i, b)| (i, b.to_vec()))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 4);
+    assert!(
+        read.iter()
+            .enumerate()
+            .all(|(i, (j, b))| i == *j && b == b"img")
+    );
+    std::fs::write(dir.path().join("cat/a.jpeg"), b"image").unwrap();
+    let again = list_image_folder(&uri).await.unwrap();
+    assert_ne!(again.version.content_hash, folder.version.content_hash);
 }
 
 #[test]

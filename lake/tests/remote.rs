@@ -1,7 +1,7 @@
-//! Reads Parquet and CSV datasets through `az://` (Azurite) and `s3://` (moto) URIs and records
-//! their versions. Connects the way registry/tests/artifacts.rs does (same endpoints, account, keys,
-//! region, container creation and bucket) and fails, never skips, when a service is not running:
-//! start them with `bash .ci/services.sh`.
+//! Reads Parquet and CSV datasets and image folders through `az://` (Azurite) and `s3://` (moto)
+//! URIs and records their versions. Connects the way registry/tests/artifacts.rs does (same
+//! endpoints, account, keys, region, container creation and bucket) and fails, never skips, when a
+//! service is not running: start them with `bash .ci/services.sh`.
 //!
 //! `open_store` configures the stores with object_store's `from_env` builders, so the registry
 //! tests' options are set once, before any store is opened, as the equivalent environment
@@ -171,6 +171,44 @@ async fn round_trip(base: &str) {
     }
 }
 
+/// Writes a two-class image folder under `base/images/` through the store, then lists it and
+/// reads the images back through `open_image_folder`; rewriting an image changes the version.
+async fn image_folder_round_trip(base: &str) {
+    let uri = LakeUri::parse(&format!("{base}/images")).unwrap();
+    let (store, prefix) = open_store(&uri).unwrap();
+    for (name, bytes) in [
+        ("cat/1.png", &b"cat one"[..]),
+        ("cat/2.jpg", b"cat two"),
+        ("dog/1.png", b"dog"),
+        ("dog/readme.txt", b"not an image"),
+    ] {
+        store
+            .put(
+                &Path::from(format!("{prefix}/{name}")),
+                PutPayload::from(bytes.to_vec()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("writing {name} through {uri}: {e}"));
+    }
+    let reader = cerulean_lake::open_image_folder(&uri).await.unwrap();
+    let folder = reader.folder().clone();
+    assert_eq!(folder.classes, ["cat", "dog"]);
+    assert_eq!(folder.items.len(), 3);
+    assert!(folder.version.objects.iter().all(|o| o.e_tag.is_some()));
+    let read: Vec<(usize, bytes::Bytes)> = reader.read(2).try_collect().await.unwrap();
+    let read: Vec<&[u8]> = read.iter().map(|(_, b)| b.as_ref()).collect();
+    assert_eq!(read, [&b"cat one"[..], b"cat two", b"dog"]);
+    store
+        .put(
+            &Path::from(format!("{prefix}/dog/1.png")),
+            PutPayload::from_static(b"another dog"),
+        )
+        .await
+        .unwrap();
+    let again = cerulean_lake::list_image_folder(&uri).await.unwrap();
+    assert_ne!(again.version.content_hash, folder.version.content_hash);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azurite_parquet_and_csv() {
     configure_env();
@@ -186,6 +224,7 @@ async fn azurite_parquet_and_csv() {
         "a fresh container is created"
     );
     round_trip(&format!("az://{container}/datasets/table")).await;
+    image_folder_round_trip(&format!("az://{container}/datasets")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,4 +242,5 @@ async fn s3_parquet_and_csv() {
         );
     }
     round_trip(&format!("{base}/datasets/table")).await;
+    image_folder_round_trip(&format!("{base}/datasets")).await;
 }

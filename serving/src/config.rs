@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cerulean_proto::inference::{
-    ModelConfig, ModelDynamicBatching, ModelInput, ModelOutput, ModelVersionPolicy, model_config,
-    model_version_policy,
+    ModelConfig, ModelDynamicBatching, ModelInput, ModelOutput, ModelParameter, ModelVersionPolicy,
+    model_config, model_version_policy,
 };
 
 use crate::backend::{BackendOptions, ModelBackend};
@@ -117,6 +117,11 @@ pub fn complete(
     }
     if config.backend.is_empty() {
         config.backend = backend.backend_name().to_string();
+    }
+    for (key, value) in backend.parameters() {
+        config.parameters.entry(key).or_insert(ModelParameter {
+            string_value: value,
+        });
     }
     if config.version_policy.is_none() {
         config.version_policy = Some(ModelVersionPolicy {

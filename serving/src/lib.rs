@@ -1,6 +1,6 @@
 //! Cerulean's inference server: the KServe Open Inference Protocol v2 with Triton's extensions over
 //! REST and gRPC, a Triton-layout model repository, ONNX Runtime and candle backends, and dynamic
-//! batching.
+//! batching, and registered models served straight from the model registry ([`registry_source`]).
 
 pub mod backend;
 pub mod config;
@@ -11,6 +11,7 @@ pub mod http;
 pub mod inference;
 pub mod metrics;
 pub mod model;
+pub mod registry_source;
 pub mod repository;
 pub mod scheduler;
 pub mod server;

@@ -1,6 +1,12 @@
 //! The model repository: Triton's folder layout (`<repo>/<model>/[config.pbtxt]`,
 //! `<repo>/<model>/<version>/model.onnx`), the versions loaded from it, and explicit load and unload.
 //! A model that fails to load is recorded as unavailable with its reason; it never stops the server.
+//!
+//! Besides the folders and builtin models it discovers, the repository serves *managed* models whose
+//! versions another component adds and removes one at a time (the registry follower,
+//! [`crate::registry_source`]), with a default version for unversioned requests ([`managed`]).
+
+pub mod managed;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +94,11 @@ struct ModelState {
     versions: BTreeMap<u64, VersionState>,
     /// Why the model as a whole is not serving (bad configuration, unloaded), if so.
     problem: Option<String>,
+    /// The version an unversioned request gets; the highest ready one when `None`.
+    default_version: Option<u64>,
+    /// Whether its versions are added and removed one by one ([`managed`]) rather than read from a
+    /// folder or built in code.
+    managed: bool,
 }
 
 impl ModelState {
@@ -107,6 +118,8 @@ pub struct ModelRepository {
     models: RwLock<BTreeMap<String, ModelState>>,
     /// Serialises loads and unloads so two of them never race on one model.
     control: tokio::sync::Mutex<()>,
+    /// Loads a managed model's version that is asked for but not loaded ([`managed::OnDemand`]).
+    on_demand: RwLock<Option<std::sync::Weak<dyn managed::OnDemand>>>,
 }
 
 impl ModelRepository {
@@ -122,6 +135,7 @@ impl ModelRepository {
             metrics,
             models: RwLock::new(BTreeMap::new()),
             control: tokio::sync::Mutex::new(()),
+            on_demand: RwLock::new(None),
         }
     }
 
@@ -175,6 +189,7 @@ impl ModelRepository {
     /// once all are ready; if the load fails, the versions already serving keep serving.
     pub async fn load(&self, name: &str, config_override: Option<ModelConfig>) -> Result<()> {
         let _guard = self.control.lock().await;
+        self.refuse_managed(name, "loaded")?;
         let source = self.discover().remove(name).ok_or_else(|| {
             ServingError::NotFound(format!("model '{name}' is not in the model repository"))
         })?;
@@ -196,7 +211,8 @@ impl ModelRepository {
             .get(name)
             .is_some_and(|s| s.ready_versions().next().is_some());
         match loaded {
-            Ok(state) => {
+            Ok(mut state) => {
+                state.default_version = models.get(name).and_then(|s| s.default_version);
                 let failures: Vec<String> = state
                     .versions
                     .iter()
@@ -229,8 +245,8 @@ impl ModelRepository {
                     models.insert(
                         name.to_string(),
                         ModelState {
-                            versions: BTreeMap::new(),
                             problem: Some(err.to_string()),
+                            ..ModelState::default()
                         },
                     );
                 }
@@ -244,6 +260,7 @@ impl ModelRepository {
     /// Stops serving every version of a model. Requests already queued are still answered.
     pub async fn unload(&self, name: &str) -> Result<()> {
         let _guard = self.control.lock().await;
+        self.refuse_managed(name, "unloaded")?;
         let mut models = self.models.write();
         let known = models.contains_key(name) || self.discover().contains_key(name);
         if !known {
@@ -254,8 +271,8 @@ impl ModelRepository {
         let previous = models.insert(
             name.to_string(),
             ModelState {
-                versions: BTreeMap::new(),
                 problem: Some("unloaded".to_string()),
+                ..ModelState::default()
             },
         );
         if let Some(previous) = previous {
@@ -279,7 +296,8 @@ impl ModelRepository {
         }
     }
 
-    /// The model version a request names: the given version, or the highest ready one.
+    /// The model version a request names: the given version, or the model's default version
+    /// ([`ModelRepository::set_default_version`]), or else the highest ready one.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>> {
         let models = self.models.read();
         let state = models.get(name).ok_or_else(|| {
@@ -295,6 +313,7 @@ impl ModelRepository {
                     "Request for unknown model: '{name}' version {v} is not found"
                 ))),
             },
+            None if state.default_version.is_some() => default_of(name, state),
             None => state
                 .ready_versions()
                 .next_back()
@@ -379,6 +398,24 @@ impl ModelRepository {
             index.retain(|e| e.state == "READY");
         }
         index
+    }
+}
+
+/// The default version of a model that has one set: that version, or why it cannot serve.
+fn default_of(name: &str, state: &ModelState) -> Result<Arc<LoadedModel>> {
+    let Some(v) = state.default_version else {
+        return Err(ServingError::Unavailable(format!(
+            "model '{name}' has no default version"
+        )));
+    };
+    match state.versions.get(&v) {
+        Some(VersionState::Ready(model)) => Ok(model.clone()),
+        Some(VersionState::Unavailable(reason)) => Err(ServingError::Unavailable(format!(
+            "model '{name}' default version {v} is not ready: {reason}"
+        ))),
+        None => Err(ServingError::Unavailable(format!(
+            "model '{name}' default version {v} is not loaded"
+        ))),
     }
 }
 

@@ -116,14 +116,15 @@ impl InferenceServer {
         }
     }
 
-    /// The model version a request names.
+    /// The model version a request names. A registered version that is not loaded starts loading
+    /// and is answered as unavailable meanwhile.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>> {
-        self.repository.get(name, version)
+        self.repository.get_or_start_loading(name, version)
     }
 
     /// Whether a model (version) is ready.
     pub fn is_model_ready(&self, name: &str, version: Option<&str>) -> bool {
-        self.repository.is_ready(name, version)
+        self.model(name, version).is_ok()
     }
 
     /// Model metadata.
@@ -137,14 +138,16 @@ impl InferenceServer {
         Ok(self.model(name, version)?.config().clone())
     }
 
-    /// Runs an inference.
+    /// Runs an inference; a registered version that is not loaded is loaded first.
     pub async fn infer(
         &self,
         name: &str,
         version: Option<&str>,
         request: InferRequest,
     ) -> Result<InferResponse> {
-        let model = self.model(name, version)?;
+        // The request holds its version until answered: a version unloaded meanwhile (an alias
+        // moved) is dropped only after its requests in flight.
+        let model = self.repository.get_or_load(name, version).await?;
         model.infer(request).await
     }
 

@@ -41,8 +41,12 @@
 //!   logged anyway).
 //! - Model errors map onto Azure's envelope: 503 when the model is not loaded, 429 when its queue
 //!   is full.
+//! - Sentiment binding ([`LanguageConfig::sentiment_model`]): `SentimentAnalysis` is answered by a
+//!   registered text classifier instead of the `sentiment` model, document and sentences
+//!   classified separately, with the classifier named in `modelVersion`.
 
 mod analyze;
+pub(crate) mod bound;
 mod error;
 mod legacy;
 mod request;
@@ -59,6 +63,8 @@ use axum::routing::post;
 use cerulean_serving::server::InferenceServer;
 
 pub use error::AzureError;
+
+use crate::sentiment::SentimentBinding;
 
 /// The v2 models the routes call, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +159,12 @@ pub struct LanguageConfig {
     pub model_versions: ModelVersions,
     /// Request limits.
     pub limits: Limits,
+    /// When set, `SentimentAnalysis` (on `:analyze-text` and the v3.x `sentiment` route) is
+    /// answered by this registered text classifier instead of the `sentiment` model, and reports
+    /// it as its `modelVersion` (`NAME@ALIAS (vN)`). While it is not served, those requests get a
+    /// 503 in Azure's envelope (no silent fallback to VADER); a classifier whose labels are not a
+    /// subset of positive, negative and neutral gets a 500 naming its labels.
+    pub sentiment_model: Option<SentimentBinding>,
 }
 
 /// What every handler shares.

@@ -257,7 +257,10 @@ impl LanguageConfig {
     fn version_for(&self, kind: Kind) -> &str {
         match kind {
             Kind::LanguageDetection => &self.model_versions.language_detection,
-            Kind::SentimentAnalysis => &self.model_versions.sentiment,
+            Kind::SentimentAnalysis => match &self.sentiment_model {
+                Some(binding) => binding.reference(),
+                None => &self.model_versions.sentiment,
+            },
             Kind::KeyPhraseExtraction => &self.model_versions.key_phrases,
             Kind::EntityRecognition => &self.model_versions.entities,
             Kind::PiiEntityRecognition => &self.model_versions.pii,
@@ -332,11 +335,19 @@ pub(crate) async fn run_task(
     }
 
     let texts: Vec<&str> = valid.iter().map(|(_, d, _)| d.text.as_str()).collect();
-    let bodies = if texts.is_empty() {
-        Vec::new()
-    } else {
-        let model = config.model_for(kind);
-        run_model(state, kind, model, &texts, options).await?
+    let mut model_version = served.to_string();
+    let bodies = match &config.sentiment_model {
+        _ if texts.is_empty() => Vec::new(),
+        Some(binding) if kind == Kind::SentimentAnalysis => {
+            let (bodies, version) =
+                super::bound::sentiment_bodies(&state.server, binding, &texts, options).await?;
+            model_version = version;
+            bodies
+        }
+        _ => {
+            let model = config.model_for(kind);
+            run_model(state, kind, model, &texts, options).await?
+        }
     };
 
     let mut transactions = 0;
@@ -367,7 +378,7 @@ pub(crate) async fn run_task(
         documents: results,
         errors: failed.into_iter().map(|(_, e)| e).collect(),
         statistics,
-        model_version: served.to_string(),
+        model_version,
     })
 }
 
@@ -504,7 +515,7 @@ fn round_score(x: f64) -> f64 {
     }
 }
 
-fn round_scores(s: Scores) -> Scores {
+pub(crate) fn round_scores(s: Scores) -> Scores {
     Scores {
         positive: round_score(s.positive),
         neutral: round_score(s.neutral),

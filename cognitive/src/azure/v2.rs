@@ -38,12 +38,25 @@ pub(crate) struct Outputs {
     model: String,
     rows: usize,
     tensors: Vec<Tensor>,
+    /// The version that answered (the first part's, when parts were split; empty for no texts).
+    version: String,
 }
 
 /// Runs `texts` through `model` and returns the named `outputs` (every output when empty).
 pub(crate) async fn infer_texts(
     server: &InferenceServer,
     model: &str,
+    texts: &[&str],
+    outputs: &[&str],
+) -> Result<Outputs, V2Error> {
+    infer_texts_at(server, model, None, texts, outputs).await
+}
+
+/// [`infer_texts`] against `version` of `model` (its default version when `None`).
+pub(crate) async fn infer_texts_at(
+    server: &InferenceServer,
+    model: &str,
+    version: Option<&str>,
     texts: &[&str],
     outputs: &[&str],
 ) -> Result<Outputs, V2Error> {
@@ -56,9 +69,13 @@ pub(crate) async fn infer_texts(
             model: model.to_string(),
             rows: 0,
             tensors: Vec::new(),
+            version: String::new(),
         });
     }
-    let chunk = server.model(model, None).map_err(serving)?.max_batch_size();
+    let chunk = server
+        .model(model, version)
+        .map_err(serving)?
+        .max_batch_size();
     let chunk = chunk.max(1);
     let parts: Vec<&[&str]> = texts.chunks(chunk).collect();
     let requests = parts.iter().map(|part| {
@@ -74,11 +91,15 @@ pub(crate) async fn infer_texts(
             outputs: outputs.iter().map(|o| RequestedOutput::named(*o)).collect(),
             ..Default::default()
         });
-        async move { server.infer(model, None, request?).await }
+        async move { server.infer(model, version, request?).await }
     });
     let responses = futures::future::try_join_all(requests)
         .await
         .map_err(serving)?;
+    let served = responses
+        .first()
+        .map(|r| r.model_version.clone())
+        .unwrap_or_default();
     let mut merged: Vec<(Tensor, Vec<u8>)> = Vec::new();
     for (part, response) in parts.iter().zip(responses) {
         let expected_rows = part.len();
@@ -124,6 +145,7 @@ pub(crate) async fn infer_texts(
         model: model.to_string(),
         rows: texts.len(),
         tensors,
+        version: served,
     })
 }
 
@@ -140,6 +162,11 @@ impl Outputs {
             .iter()
             .find(|t| t.name == name)
             .ok_or_else(|| self.wrong(format!("no output '{name}'")))
+    }
+
+    /// The version of the model that answered.
+    pub(crate) fn version(&self) -> &str {
+        &self.version
     }
 
     /// Whether the model returned an output called `name`.

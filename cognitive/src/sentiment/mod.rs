@@ -13,6 +13,8 @@
 //! `{"text", "offset", "length", "sentiment", "confidenceScores"}`, offsets and lengths in Unicode
 //! code points) per document.
 
+pub mod binding;
+pub mod bound;
 pub mod vader;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ use serde::Serialize;
 
 use crate::error::{CognitiveError, Result};
 use crate::pipeline::{TextPipeline, TextRunner, bytes_rows, fp32_rows};
+pub use binding::{BindingError, SentimentBinding};
+pub use bound::BoundSentiment;
 pub use vader::{PolarityScores, Vader};
 
 /// The model version reported with every result: the VADER 3.3.2 lexicon with the rules ported

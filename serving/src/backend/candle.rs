@@ -1,6 +1,9 @@
 //! The candle backend: models Cerulean trains itself, stored as `model.safetensors` beside a
 //! `model.json` [`ModelSpec`] (architecture, signature, preprocessing, labels).
 
+pub mod cnn;
+pub mod pixels;
+
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -8,11 +11,14 @@ use candle_core::{DType, Device, Module};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::backend::text_encoder::{TextEncoder, TextEncoderProvider, TextEncoders};
 use crate::backend::{BackendInstance, BatchInput, ModelBackend};
 use crate::datatype::DataType;
 use crate::error::{Result, ServingError};
 use crate::signature::{Signature, TensorSpec};
-use crate::tensor::{Tensor, append_bytes_element};
+use crate::tensor::{BytesElements, Tensor, append_bytes_element};
 
 /// The file name of the spec that sits beside `model.safetensors`.
 pub const SPEC_FILE: &str = "model.json";
@@ -67,6 +73,35 @@ pub enum Architecture {
         #[serde(default)]
         output_activation: OutputActivation,
     },
+    /// A text classifier: the sentence encoder named `encoder` (supplied by the server, see
+    /// [`text_encoder`](crate::backend::text_encoder); not stored with the model) embeds each
+    /// text of the `BYTES [-1, 1]` input, then the `head` (an [`Architecture::Mlp`] whose
+    /// `input_dim` is the encoder's width, weights `layers.{i}`) classifies the embedding.
+    TextClassifier {
+        /// The encoder's name, e.g. `all-MiniLM-L6-v2`.
+        encoder: String,
+        /// Tokens the encoder reads from each text.
+        max_length: usize,
+        /// The network over the embeddings.
+        head: Box<Architecture>,
+    },
+    /// An image classifier: a small convolutional network (see [`cnn`]).
+    Cnn(cnn::CnnArchitecture),
+}
+
+impl Architecture {
+    /// The layered network that computes the outputs: the architecture itself, or a text
+    /// classifier's head (`None` when that head is not an MLP).
+    pub fn mlp(&self) -> Option<&Architecture> {
+        match self {
+            Architecture::Mlp { .. } => Some(self),
+            Architecture::TextClassifier { head, .. } => match head.as_ref() {
+                Architecture::Mlp { .. } => Some(head),
+                _ => None,
+            },
+            Architecture::Cnn(_) => None,
+        }
+    }
 }
 
 /// Hidden-layer activations.
@@ -140,12 +175,18 @@ impl ModelSpec {
     }
 
     fn check(&self) -> Result<()> {
+        if let Architecture::Cnn(arch) = &self.architecture {
+            return cnn::check(self, arch);
+        }
         let bad = |msg: String| Err(ServingError::Unavailable(format!("model.json: {msg}")));
-        let Architecture::Mlp {
+        let Some(Architecture::Mlp {
             input_dim,
             output_dim,
             ..
-        } = &self.architecture;
+        }) = self.architecture.mlp()
+        else {
+            return bad("a text classifier's head must be an MLP".to_string());
+        };
         let signature = self.signature()?;
         let [input] = signature.inputs.as_slice() else {
             return bad(format!(
@@ -153,9 +194,13 @@ impl ModelSpec {
                 signature.inputs.len()
             ));
         };
-        if input.datatype != DataType::Fp32 || input.dims != [-1, *input_dim as i64] {
+        let (datatype, dims) = match &self.architecture {
+            Architecture::TextClassifier { .. } => (DataType::Bytes, [-1, 1]),
+            _ => (DataType::Fp32, [-1, *input_dim as i64]),
+        };
+        if input.datatype != datatype || input.dims != dims {
             return bad(format!(
-                "input '{}' must be FP32 [-1, {input_dim}], found {} {:?}",
+                "input '{}' must be {datatype} {dims:?}, found {} {:?}",
                 input.name, input.datatype, input.dims
             ));
         }
@@ -198,20 +243,61 @@ pub struct CandleModel {
     weights: PathBuf,
     spec: ModelSpec,
     signature: Signature,
+    /// A text classifier's encoder and the tokens it reads per text.
+    encoder: Option<(Arc<dyn TextEncoderProvider>, usize)>,
 }
 
 impl CandleModel {
-    /// Loads `model.safetensors` at `path` and the `model.json` beside it.
+    /// Loads `model.safetensors` at `path` and the `model.json` beside it (a text classifier
+    /// needs [`CandleModel::load_with`]).
     pub fn load(path: &Path) -> Result<CandleModel> {
+        CandleModel::load_with(path, &TextEncoders::default())
+    }
+
+    /// Loads `model.safetensors` at `path` and the `model.json` beside it; a text classifier's
+    /// encoder comes from `encoders` (UNAVAILABLE, with the reason, when it is not there).
+    pub fn load_with(path: &Path, encoders: &TextEncoders) -> Result<CandleModel> {
         let spec_path = path.with_file_name(SPEC_FILE);
         let spec = ModelSpec::read(&spec_path)?;
         let signature = spec.signature()?;
+        let encoder = match &spec.architecture {
+            Architecture::TextClassifier {
+                encoder,
+                max_length,
+                head,
+            } => {
+                let provider = encoders.get(encoder).ok_or_else(|| {
+                    ServingError::Unavailable(format!(
+                        "the text classifier needs the text encoder '{encoder}', which this server \
+                         does not provide (it provides: {:?}; `cerulean up` and `cerulean serve` \
+                         provide all-MiniLM-L6-v2 once `cerulean models pull` has fetched it)",
+                        encoders.names()
+                    ))
+                })?;
+                if let Architecture::Mlp { input_dim, .. } = head.as_ref()
+                    && *input_dim != provider.dimensions()
+                {
+                    return Err(ServingError::Unavailable(format!(
+                        "model.json: the head reads {input_dim} values but encoder '{encoder}' \
+                         gives {}",
+                        provider.dimensions()
+                    )));
+                }
+                Some((provider, *max_length))
+            }
+            _ => None,
+        };
         let model = CandleModel {
             weights: path.to_path_buf(),
             spec,
             signature,
+            encoder,
         };
         // Build one network now so that a broken file is reported at load time, not on first request.
+        if let Architecture::Cnn(arch) = &model.spec.architecture {
+            cnn::load_network(&model.weights, arch)?;
+            return Ok(model);
+        }
         model.build_network()?;
         Ok(model)
     }
@@ -224,7 +310,7 @@ impl CandleModel {
             VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu).map_err(|e| {
                 ServingError::Unavailable(format!("invalid {}: {e}", self.weights.display()))
             })?;
-        Mlp::new(&self.spec, vb).map_err(|e| {
+        Mlp::new(&self.spec.architecture, vb).map_err(|e| {
             ServingError::Unavailable(format!(
                 "{} does not match model.json: {e}",
                 self.weights.display()
@@ -246,8 +332,29 @@ impl ModelBackend for CandleModel {
         &self.signature
     }
 
+    fn parameters(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !self.spec.labels.is_empty() {
+            // Serialising strings cannot fail.
+            let labels = serde_json::to_string(&self.spec.labels).unwrap_or_default();
+            out.push(("labels".to_string(), labels));
+        }
+        if let Architecture::TextClassifier { encoder, .. } = &self.spec.architecture {
+            out.push(("text_encoder".to_string(), encoder.clone()));
+        }
+        out
+    }
+
     fn create_instance(&self) -> Result<Box<dyn BackendInstance>> {
+        if let Architecture::Cnn(arch) = &self.spec.architecture {
+            return cnn::instance(&self.weights, &self.spec, arch, &self.signature);
+        }
+        let encoder = match &self.encoder {
+            Some((provider, max_tokens)) => Some(provider.create(*max_tokens)?),
+            None => None,
+        };
         Ok(Box::new(CandleInstance {
+            encoder,
             network: self.build_network()?,
             spec: self.spec.clone(),
             signature: self.signature.clone(),
@@ -265,14 +372,19 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(spec: &ModelSpec, vb: VarBuilder<'_>) -> candle_core::Result<Mlp> {
-        let Architecture::Mlp {
+    fn new(architecture: &Architecture, vb: VarBuilder<'_>) -> candle_core::Result<Mlp> {
+        let Some(Architecture::Mlp {
             input_dim,
             hidden,
             output_dim,
             activation,
             output_activation,
-        } = &spec.architecture;
+        }) = architecture.mlp()
+        else {
+            return Err(candle_core::Error::Msg(
+                "the architecture has no MLP to build".to_string(),
+            ));
+        };
         let widths: Vec<usize> = std::iter::once(*input_dim)
             .chain(hidden.iter().copied())
             .chain(std::iter::once(*output_dim))
@@ -314,6 +426,8 @@ impl Mlp {
 }
 
 struct CandleInstance {
+    /// A text classifier's encoder.
+    encoder: Option<Box<dyn TextEncoder>>,
     network: Mlp,
     spec: ModelSpec,
     signature: Signature,
@@ -326,11 +440,42 @@ impl BackendInstance for CandleInstance {
             .ok_or_else(|| ServingError::Internal("no input given".to_string()))?;
         let rows = usize::try_from(input.shape[0]).unwrap_or(0);
         let mut features: Vec<f32> = Vec::with_capacity(rows * self.network.input_dim);
-        for part in &input.parts {
-            features.extend(
-                part.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
+        if let Some(encoder) = &mut self.encoder {
+            let texts = input
+                .parts
+                .iter()
+                .flat_map(|part| BytesElements::new(part))
+                .map(|bytes| {
+                    std::str::from_utf8(bytes).map_err(|e| {
+                        ServingError::BadRequest(format!(
+                            "input '{}' holds text that is not UTF-8: {e}",
+                            input.spec.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<&str>>>()?;
+            if texts.len() != rows {
+                return Err(ServingError::BadRequest(format!(
+                    "input '{}' holds {} texts for {rows} rows",
+                    input.spec.name,
+                    texts.len()
+                )));
+            }
+            features = encoder.encode(&texts)?;
+            if features.len() != rows * self.network.input_dim {
+                return Err(ServingError::Internal(format!(
+                    "the text encoder gave {} values for {rows} texts of width {}",
+                    features.len(),
+                    self.network.input_dim
+                )));
+            }
+        } else {
+            for part in &input.parts {
+                features.extend(
+                    part.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+            }
         }
         if let Preprocessing::Standardize { mean, std } = &self.spec.preprocessing {
             for row in features.chunks_exact_mut(self.network.input_dim) {

@@ -5,6 +5,7 @@
 
 pub mod candle;
 pub mod onnx;
+pub mod text_encoder;
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,11 @@ pub trait ModelBackend: Send + Sync {
     fn natural_signature(&self) -> &Signature;
     /// Creates an independent instance; instances run concurrently on separate threads.
     fn create_instance(&self) -> Result<Box<dyn BackendInstance>>;
+    /// What the model file records about itself for its configuration's `parameters` (e.g. a
+    /// classifier's `labels` as a JSON array); a configured parameter of the same name wins.
+    fn parameters(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// One instance of a model, owned by one worker thread.
