@@ -14,7 +14,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cerulean_proto::jobs::job_service_client::JobServiceClient;
-use cerulean_proto::jobs::{ListJobsRequest, StreamLogsRequest, SubmitJobRequest, submit_job_request};
+use cerulean_proto::jobs::{
+    ListJobsRequest, StreamLogsRequest, SubmitJobRequest, submit_job_request,
+};
 use cerulean_registry::client::RegistryClient;
 use cerulean_registry::jobs::{Job, JobStatus};
 use common::{Server, cerulean, free_port, http_client};
@@ -215,9 +217,16 @@ fn sklearn_jobs_train_register_and_serve() {
     let digits = sklearn::digits_parquet(&data, dir.path());
     let job_file = write(dir.path(), "job.toml", &digits_job(&digits));
     let (ok, stdout, stderr) = train(&url, &["submit", job_file.to_str().unwrap(), "--wait"]);
-    assert!(ok, "submit --wait failed:\n{stdout}\n{stderr}\n--- worker\n{}", worker.log());
+    assert!(
+        ok,
+        "submit --wait failed:\n{stdout}\n{stderr}\n--- worker\n{}",
+        worker.log()
+    );
     let job_id = stdout.lines().next().unwrap().trim().to_string();
-    assert!(stdout.contains("epoch 30/30"), "progress is streamed:\n{stdout}");
+    assert!(
+        stdout.contains("epoch 30/30"),
+        "progress is streamed:\n{stdout}"
+    );
     assert!(stderr.contains("registered digits version 1"), "{stderr}");
     let job = runtime().block_on(client(&url).get_job(&job_id)).unwrap();
     assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
@@ -242,19 +251,28 @@ fn sklearn_jobs_train_register_and_serve() {
         .iter()
         .map(|p| (p.key.as_str(), p.value.as_str()))
         .collect();
-    assert!(params.contains(&("train.learning_rate", "0.001")), "{params:?}");
+    assert!(
+        params.contains(&("train.learning_rate", "0.001")),
+        "{params:?}"
+    );
     let inputs = serde_json::to_value(&run.inputs).unwrap();
     let digest = inputs["dataset_inputs"][0]["dataset"]["digest"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(digest.starts_with("sha256:"), "the run records its dataset version: {inputs}");
+    assert!(
+        digest.starts_with("sha256:"),
+        "the run records its dataset version: {inputs}"
+    );
     let version = runtime
         .block_on(registry_client.get_model_version("digits", "1"))
         .unwrap();
     assert_eq!(version.run_id.as_deref(), Some(run_id.as_str()));
     let (ok, listed, _) = train(&url, &["list"]);
-    assert!(ok && listed.contains(&job_id) && listed.contains("SUCCEEDED"), "{listed}");
+    assert!(
+        ok && listed.contains(&job_id) && listed.contains("SUCCEEDED"),
+        "{listed}"
+    );
     let (ok, logs, _) = train(&url, &["logs", &job_id]);
     assert!(ok && logs.contains("epoch 1/30"), "{logs}");
 
@@ -280,7 +298,10 @@ fn sklearn_jobs_train_register_and_serve() {
         .run_id
         .unwrap();
     let accuracy = run_metric(&url, &cancer_run, "final_val_accuracy");
-    assert!(accuracy >= 0.95, "breast cancer logistic held-out accuracy {accuracy}");
+    assert!(
+        accuracy >= 0.95,
+        "breast cancer logistic held-out accuracy {accuracy}"
+    );
 
     // Served from the registry: the digits model answers with the real signature, and its
     // predictions match the labels.
@@ -292,7 +313,11 @@ fn sklearn_jobs_train_register_and_serve() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while common::http_get(&serve.http, "/v2/models/digits/ready").map_or(0, |r| r.0) != 200 {
-        assert!(Instant::now() < deadline, "digits never became ready:\n{}", serve.log());
+        assert!(
+            Instant::now() < deadline,
+            "digits never became ready:\n{}",
+            serve.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, metadata) = common::http_get(&serve.http, "/v2/models/digits").unwrap();
@@ -307,7 +332,10 @@ fn sklearn_jobs_train_register_and_serve() {
         .iter()
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert!(outputs.contains(&"class_index") && outputs.contains(&"label"), "{metadata}");
+    assert!(
+        outputs.contains(&"class_index") && outputs.contains(&"label"),
+        "{metadata}"
+    );
     let text = {
         use std::io::Read;
         let mut text = String::new();
@@ -360,7 +388,9 @@ fn sklearn_jobs_train_register_and_serve() {
             lines.push(line.line);
         }
         assert!(
-            lines.iter().any(|l| l.contains("registered digits version 1")),
+            lines
+                .iter()
+                .any(|l| l.contains("registered digits version 1")),
             "{lines:?}"
         );
         // A bad spec over gRPC is INVALID_ARGUMENT naming the field.
@@ -384,9 +414,19 @@ fn sklearn_jobs_train_register_and_serve() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-        assert!(stdout.contains("digits version 1: 1797 rows, digest sha256:"), "{stdout}");
-        assert!(stdout.contains(&digest), "the register and the run agree: {stdout} vs {digest}");
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("digits version 1: 1797 rows, digest sha256:"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&digest),
+            "the register and the run agree: {stdout} vs {digest}"
+        );
     }
 }
 
@@ -413,10 +453,17 @@ fn killed_worker_job_resumes_on_another_worker() {
     let running = wait_job(&url, &id, Duration::from_secs(120), |j| {
         j.checkpoint_uri.is_some() || j.status.is_terminal()
     });
-    assert_eq!(running.status, JobStatus::Running, "{running:#?}\n{}", first.log());
+    assert_eq!(
+        running.status,
+        JobStatus::Running,
+        "{running:#?}\n{}",
+        first.log()
+    );
     first.kill();
     let second = WorkerProcess::start(&url, &["--lease-seconds", "2"]);
-    let done = wait_job(&url, &id, Duration::from_secs(300), |j| j.status.is_terminal());
+    let done = wait_job(&url, &id, Duration::from_secs(300), |j| {
+        j.status.is_terminal()
+    });
     assert_eq!(
         done.status,
         JobStatus::Succeeded,
@@ -434,9 +481,16 @@ fn killed_worker_job_resumes_on_another_worker() {
         .unwrap();
     let mut epochs_logged: Vec<i64> = history.iter().map(|m| m.value as i64).collect();
     epochs_logged.dedup();
-    assert_eq!(epochs_logged, (1..=epochs).collect::<Vec<_>>(), "{history:?}");
+    assert_eq!(
+        epochs_logged,
+        (1..=epochs).collect::<Vec<_>>(),
+        "{history:?}"
+    );
     let steps: Vec<i64> = history.iter().map(|m| m.step).collect();
-    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "steps go forward: {steps:?}");
+    assert!(
+        steps.windows(2).all(|w| w[0] <= w[1]),
+        "steps go forward: {steps:?}"
+    );
 }
 
 /// Cancel stops a running job within seconds; a GPU job on a worker without one fails with a
@@ -466,9 +520,15 @@ fn cancel_failures_and_sweeps() {
     let asked = Instant::now();
     let (ok, stdout, stderr) = train(&url, &["cancel", &id]);
     assert!(ok, "{stdout}{stderr}");
-    let cancelled = wait_job(&url, &id, Duration::from_secs(15), |j| j.status.is_terminal());
+    let cancelled = wait_job(&url, &id, Duration::from_secs(15), |j| {
+        j.status.is_terminal()
+    });
     assert_eq!(cancelled.status, JobStatus::Cancelled, "{cancelled:#?}");
-    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
     let run = runtime()
         .block_on(client(&url).get_run(cancelled.run_id.as_deref().unwrap()))
         .unwrap();
@@ -479,7 +539,10 @@ fn cancel_failures_and_sweeps() {
     let gpu_file = write(dir.path(), "gpu.toml", &gpu);
     let (ok, stdout, stderr) = train(&url, &["submit", gpu_file.to_str().unwrap(), "--wait"]);
     assert!(!ok, "a GPU job on a CPU worker must fail:\n{stdout}");
-    assert!(stderr.contains("FAILED") && stderr.contains("CUDA"), "{stderr}");
+    assert!(
+        stderr.contains("FAILED") && stderr.contains("CUDA"),
+        "{stderr}"
+    );
 
     // A bad job file is refused before anything is queued, naming the field.
     let bad = write(
@@ -501,7 +564,10 @@ fn cancel_failures_and_sweeps() {
         assert_eq!(response.status(), 400);
         response.json().await.unwrap()
     });
-    assert_eq!(refused["error_code"], "INVALID_PARAMETER_VALUE", "{refused}");
+    assert_eq!(
+        refused["error_code"], "INVALID_PARAMETER_VALUE",
+        "{refused}"
+    );
 
     // A sweep: four trials, two at a time, each a child run; the best is registered.
     let sweep = digits_job(&digits)
@@ -547,12 +613,20 @@ fn cancel_failures_and_sweeps() {
         .collect();
     assert_eq!(trial_accuracies.len(), 4);
     let top = trial_accuracies.iter().copied().fold(f64::MIN, f64::max);
-    assert!((best - top).abs() < 1e-9, "best {best} vs trials {trial_accuracies:?}");
+    assert!(
+        (best - top).abs() < 1e-9,
+        "best {best} vs trials {trial_accuracies:?}"
+    );
 }
 
 /// The experiment of a run.
 async fn runtime_experiment(url: &str, run_id: &str) -> String {
-    client(url).get_run(run_id).await.unwrap().info.experiment_id
+    client(url)
+        .get_run(run_id)
+        .await
+        .unwrap()
+        .info
+        .experiment_id
 }
 
 /// `cerulean up` trains too: its in-process worker runs a job submitted over gRPC, and the model
@@ -596,7 +670,12 @@ fn up_trains_in_process_and_serves_the_model() {
     let done = wait_job(&server.base_url(), &job_id, Duration::from_secs(120), |j| {
         j.status.is_terminal()
     });
-    assert_eq!(done.status, JobStatus::Succeeded, "{done:#?}\n{}", server.log());
+    assert_eq!(
+        done.status,
+        JobStatus::Succeeded,
+        "{done:#?}\n{}",
+        server.log()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while common::http_get(&server.http, "/v2/models/cancer-up/ready").map_or(0, |r| r.0) != 200 {
         assert!(

@@ -129,9 +129,9 @@ pub fn run(config_file: Option<&std::path::Path>, command: RegistryCommand) -> a
                 let listener = tokio::net::TcpListener::bind(grpc_addr)
                     .await
                     .with_context(|| format!("binding gRPC to {grpc_addr}"))?;
-                let routes = tonic::service::Routes::new(
-                    cerulean_registry::grpc::JobGrpc::server(registry.clone()),
-                );
+                let routes = tonic::service::Routes::new(cerulean_registry::grpc::JobGrpc::server(
+                    registry.clone(),
+                ));
                 tracing::info!(%grpc_addr, "job service listening");
                 Some(tokio::spawn(cerulean_serving::grpc::serve_grpc_routes(
                     routes,
@@ -149,7 +149,9 @@ pub fn run(config_file: Option<&std::path::Path>, command: RegistryCommand) -> a
             .await
             .context("HTTP server")?;
         if let Some(grpc) = grpc {
-            grpc.await.context("gRPC server task")?.context("gRPC server")?;
+            grpc.await
+                .context("gRPC server task")?
+                .context("gRPC server")?;
         }
         Ok(())
     })

@@ -87,7 +87,8 @@ impl WorkerArgs {
     pub fn options(&self) -> WorkerOptions {
         let mut options = WorkerOptions::new(self.target.url.clone(), self.target.token());
         options.lease = Duration::from_secs(self.lease_seconds.max(1));
-        options.heartbeat = (options.lease / 4).clamp(Duration::from_millis(200), options.heartbeat);
+        options.heartbeat =
+            (options.lease / 4).clamp(Duration::from_millis(200), options.heartbeat);
         options.gpu_grace = Some(Duration::from_secs(self.gpu_grace_seconds));
         options
     }
@@ -130,7 +131,11 @@ pub fn train(command: TrainCommand) -> ExitCode {
             TrainCommand::Logs { id, follow, target } => {
                 let client = target.client()?;
                 let job = follow_logs(&client, &id, follow).await?;
-                Ok(if follow { job_exit(&job) } else { ExitCode::SUCCESS })
+                Ok(if follow {
+                    job_exit(&job)
+                } else {
+                    ExitCode::SUCCESS
+                })
             }
             TrainCommand::Cancel { id, target } => {
                 let job = target.client()?.cancel_job(&id).await?;
@@ -271,8 +276,9 @@ pub fn datasets(command: DatasetsCommand) -> ExitCode {
             } => {
                 cerulean_registry::install_tls_provider();
                 let lake_uri = cerulean_lake::LakeUri::parse(&uri)?;
-                let table_format: cerulean_lake::TableFormat =
-                    format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+                let table_format: cerulean_lake::TableFormat = format
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
                 let version = cerulean_lake::dataset_version(&lake_uri, table_format)
                     .await
                     .with_context(|| format!("reading {uri}"))?;

@@ -212,8 +212,7 @@ impl Worker {
             gpu: self.options.gpu,
             gpu_grace_ms: self.options.gpu_grace.map(|d| d.as_millis() as i64),
         };
-        let Some((job, token)) = self.client.lease_job(&request).await?
-        else {
+        let Some((job, token)) = self.client.lease_job(&request).await? else {
             return Ok(false);
         };
         let lease = Lease {
@@ -272,11 +271,7 @@ impl Worker {
             tracing::warn!(job = %job.job_id, %error, "job failed");
             let _ = self
                 .client
-                .append_job_logs(
-                    &job.job_id,
-                    &lease.token,
-                    &[format!("job failed: {error}")],
-                )
+                .append_job_logs(&job.job_id, &lease.token, &[format!("job failed: {error}")])
                 .await;
         } else {
             tracing::info!(job = %job.job_id, status, "job ended");
@@ -308,11 +303,7 @@ impl Worker {
     }
 
     /// Runs the job: its run, its data, its trials, its registration.
-    async fn execute(
-        &self,
-        job: &Job,
-        lease: &Lease,
-    ) -> anyhow::Result<(Option<String>, JobEnd)> {
+    async fn execute(&self, job: &Job, lease: &Lease) -> anyhow::Result<(Option<String>, JobEnd)> {
         let spec = JobSpec::from_json(&job.spec).context("reading the job's spec")?;
         let run = self.job_run(job, lease, &spec).await?;
         let run_id = run.info.run_id.clone();
@@ -331,12 +322,7 @@ impl Worker {
     }
 
     /// The job's run: the one recorded on the job (a resumed job), or a new one.
-    async fn job_run(
-        &self,
-        job: &Job,
-        lease: &Lease,
-        spec: &JobSpec,
-    ) -> anyhow::Result<Run> {
+    async fn job_run(&self, job: &Job, lease: &Lease, spec: &JobSpec) -> anyhow::Result<Run> {
         if let Some(run_id) = &job.run_id {
             return self
                 .client
@@ -406,7 +392,10 @@ impl Worker {
             .context("recording the dataset on the run")?;
 
         let (trial, outcome) = if trials.len() == 1 {
-            let trial = trials.into_iter().next().ok_or_else(|| anyhow!("no trial"))?;
+            let trial = trials
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("no trial"))?;
             let resume = self.resume_checkpoint(job, logs).await?;
             let outcome = self
                 .train_trial(lease, &trial, data, resume, run, logs)
@@ -471,11 +460,10 @@ impl Worker {
             },
         };
         let spec = trial.spec.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            train(&spec, &data, resume, &mut context)
-        })
-        .await
-        .context("the training thread panicked")?;
+        let outcome =
+            tokio::task::spawn_blocking(move || train(&spec, &data, resume, &mut context))
+                .await
+                .context("the training thread panicked")?;
         metrics.flush().await;
         Ok(outcome?)
     }
@@ -491,10 +479,7 @@ impl Worker {
         parent: &Run,
         logs: &LogPump,
     ) -> anyhow::Result<Option<(Trial, TrainOutcome)>> {
-        let parallel = spec
-            .sweep
-            .as_ref()
-            .map_or(1, |s| s.parallel.max(1));
+        let parallel = spec.sweep.as_ref().map_or(1, |s| s.parallel.max(1));
         logs.line(format!(
             "sweep: {} trials, {parallel} at a time",
             trials.len()
@@ -555,9 +540,11 @@ impl Worker {
                 "trial {} {:?}: {name} = {value:.4}",
                 trial.index, trial.swept
             ));
-            let better = best.as_ref().is_none_or(|(_, _, _, b)| {
-                if higher { value > *b } else { value < *b }
-            });
+            let better = best.as_ref().is_none_or(
+                |(_, _, _, b)| {
+                    if higher { value > *b } else { value < *b }
+                },
+            );
             if better {
                 best = Some((trial, outcome, name, value));
             }
@@ -844,11 +831,8 @@ impl LogPump {
 
 /// Drains `receiver` in batches of at most `max`, sending each with `send` (retried a few times
 /// with backoff), and answers flushes once everything before them is sent.
-async fn pump<T, F, Fut>(
-    mut receiver: mpsc::UnboundedReceiver<PumpMessage<T>>,
-    max: usize,
-    send: F,
-) where
+async fn pump<T, F, Fut>(mut receiver: mpsc::UnboundedReceiver<PumpMessage<T>>, max: usize, send: F)
+where
     F: Fn(Vec<T>) -> Fut,
     Fut: std::future::Future<Output = Result<(), ClientError>>,
     T: Clone,
@@ -983,5 +967,4 @@ mod tests {
         );
         assert!(proxied_path("s3://bucket/x").is_err());
     }
-
 }

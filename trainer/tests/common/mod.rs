@@ -122,4 +122,3 @@ pub fn load(spec: &JobSpec) -> LoadedDataset {
         .block_on(load_dataset(&spec.dataset))
         .unwrap()
 }
-
