@@ -131,6 +131,13 @@ mod tests {
         let gray = image_to_pixels(&bytes, 2, 1, 100).unwrap();
         assert_eq!(gray.len(), 4);
         assert!(gray.iter().all(|&v| v > 0.0 && v < 1.0));
+
+        let mut jpeg = Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(16, 16, image::Rgb([200, 200, 200]))
+            .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+            .unwrap();
+        let pixels = image_to_pixels(jpeg.get_ref(), 8, 1, 1000).unwrap();
+        assert!(pixels.iter().all(|&v| (v - 200.0 / 255.0).abs() < 0.02));
     }
 
     #[test]

@@ -1,0 +1,222 @@
+//! End to end, an image classifier as users run it: a folder of PNG files (one sub-folder per
+//! class) → `cerulean train submit --wait` to a registry with a `cerulean worker` → a registered
+//! version → `cerulean serve --registry` answering v2 requests that carry the PNG files
+//! themselves (BYTES, with the binary-data extension), and refusing an undecodable image with a
+//! 400 that names the tensor.
+
+mod common;
+
+use std::io::Cursor;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, cerulean, free_port, http_client};
+use serde_json::{Value, json};
+
+/// A process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes `per_class` 12x12 RGB PNG images of three patterns (vertical stripes, horizontal
+/// stripes, a filled square) with seeded noise and colours into `root/<pattern>/<n>.png`;
+/// returns every file with its class.
+fn patterns(root: &Path, per_class: usize) -> Vec<(Vec<u8>, &'static str)> {
+    let mut state = 11u64;
+    let mut rand = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let mut out = Vec::new();
+    for class in ["horizontal", "square", "vertical"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for n in 0..per_class {
+            let colour = [rand() % 156 + 100, rand() % 156 + 100, rand() % 156 + 100];
+            let phase = rand() % 2;
+            let noise: Vec<u32> = (0..144).map(|_| rand() % 60).collect();
+            let img = image::RgbImage::from_fn(12, 12, |x, y| {
+                let on = match class {
+                    "vertical" => (x + phase) % 4 < 2,
+                    "horizontal" => (y + phase) % 4 < 2,
+                    _ => (3..9).contains(&x) && (3..9).contains(&y),
+                };
+                let base = noise[(y * 12 + x) as usize];
+                image::Rgb(std::array::from_fn(|c| {
+                    (if on { colour[c] } else { 0 } + base).min(255) as u8
+                }))
+            });
+            let mut png = Cursor::new(Vec::new());
+            img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+            std::fs::write(root.join(format!("{class}/{n:03}.png")), png.get_ref()).unwrap();
+            out.push((png.into_inner(), class));
+        }
+    }
+    out
+}
+
+/// POSTs a v2 request whose single BYTES input carries `images`, as binary data.
+fn infer_images(http: &str, model: &str, images: &[&[u8]]) -> (u16, Value) {
+    let mut body = Vec::new();
+    for image in images {
+        body.extend_from_slice(&(image.len() as u32).to_le_bytes());
+        body.extend_from_slice(image);
+    }
+    let header = json!({
+        "inputs": [{
+            "name": "image",
+            "datatype": "BYTES",
+            "shape": [images.len(), 1],
+            "parameters": {"binary_data_size": body.len()},
+        }],
+        "outputs": [{"name": "label"}],
+    })
+    .to_string();
+    let header_len = header.len();
+    let mut payload = header.into_bytes();
+    payload.extend_from_slice(&body);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let response = http_client()
+                .post(format!("http://{http}/v2/models/{model}/infer"))
+                .header("Content-Type", "application/octet-stream")
+                .header("Inference-Header-Content-Length", header_len.to_string())
+                .body(payload)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap())
+        })
+}
+
+#[test]
+fn an_image_folder_trains_registers_and_serves_png_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("patterns");
+    let images = patterns(&folder, 20);
+
+    let registry = Server::start_registry(
+        &[
+            "--backend-store-uri",
+            &format!("sqlite://{}", dir.path().join("registry.db").display()),
+            "--artifacts-destination",
+            dir.path().join("artifacts").to_str().unwrap(),
+            "--grpc-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        &[],
+    );
+    let url = registry.base_url();
+    let worker_log = dir.path().join("worker.log");
+    let _worker = Killed(
+        cerulean()
+            .args(["worker", "--registry", &url])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&worker_log).unwrap())
+            .spawn()
+            .expect("cerulean worker starts"),
+    );
+
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+name = "patterns-cnn"
+experiment = "patterns"
+register_as = "patterns"
+[dataset]
+uri = "file://{}"
+format = "image-folder"
+validation_split = 0.2
+[model]
+family = "image-classifier"
+image_size = 8
+filters = [8, 16]
+hidden = [16]
+image_input = "encoded"
+[train]
+epochs = 8
+batch_size = 8
+learning_rate = 0.003
+seed = 3
+"#,
+            folder.display()
+        ),
+    )
+    .unwrap();
+    let output = cerulean()
+        .args(["train", "submit", job.to_str().unwrap(), "--wait"])
+        .args(["--registry", &url])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "{stdout}\n{stderr}\n--- worker\n{}",
+        std::fs::read_to_string(&worker_log).unwrap_or_default()
+    );
+    assert!(stdout.contains("48 training images x 3x8x8"), "{stdout}");
+    assert!(stderr.contains("registered patterns version 1"), "{stderr}");
+
+    let home = tempfile::tempdir().unwrap();
+    let serve = Server::start(
+        "serve",
+        &["--registry", &url],
+        &[("CERULEAN_HOME", home.path())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http_get(&serve.http, "/v2/models/patterns/ready").map_or(0, |r| r.0) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "patterns never became ready:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, metadata) = common::http_get(&serve.http, "/v2/models/patterns").unwrap();
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(
+        metadata["inputs"],
+        json!([{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}])
+    );
+
+    let mut right = 0;
+    for chunk in images.chunks(20) {
+        let files: Vec<&[u8]> = chunk.iter().map(|(png, _)| png.as_slice()).collect();
+        let (status, response) = infer_images(&serve.http, "patterns", &files);
+        assert_eq!(status, 200, "{response}");
+        let labels = response["outputs"][0]["data"].as_array().unwrap();
+        assert_eq!(labels.len(), chunk.len());
+        right += labels
+            .iter()
+            .zip(chunk)
+            .filter(|(label, (_, class))| label.as_str() == Some(class))
+            .count();
+    }
+    let accuracy = right as f64 / images.len() as f64;
+    assert!(accuracy >= 0.8, "served accuracy {accuracy}");
+
+    let (status, response) = infer_images(&serve.http, "patterns", &[b"not an image"]);
+    assert_eq!(status, 400, "{response}");
+    let error = response["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("input tensor 'image', element 0: cannot decode the image"),
+        "{error}"
+    );
+}
