@@ -173,6 +173,20 @@ seed = 3
     assert!(stdout.contains("48 training images x 3x8x8"), "{stdout}");
     assert!(stderr.contains("registered patterns version 1"), "{stderr}");
 
+    // The folder registers as a dataset version, like a table.
+    let register = cerulean()
+        .args(["datasets", "register", "patterns"])
+        .arg(format!("file://{}", folder.display()))
+        .args(["--format", "image-folder", "--registry", &url])
+        .output()
+        .unwrap();
+    let registered = String::from_utf8_lossy(&register.stdout);
+    assert!(
+        register.status.success() && registered.contains("patterns version 1:"),
+        "{registered}{}",
+        String::from_utf8_lossy(&register.stderr)
+    );
+
     let home = tempfile::tempdir().unwrap();
     let serve = Server::start(
         "serve",

@@ -104,7 +104,7 @@ pub enum DatasetsCommand {
         name: String,
         /// Where it is: `file://`, `az://` or `s3://`, a file or a folder prefix.
         uri: String,
-        /// parquet, csv or jsonl.
+        /// parquet, csv, jsonl or image-folder.
         #[arg(long, default_value = "parquet")]
         format: String,
         #[command(flatten)]
@@ -276,12 +276,18 @@ pub fn datasets(command: DatasetsCommand) -> ExitCode {
             } => {
                 cerulean_registry::install_tls_provider();
                 let lake_uri = cerulean_lake::LakeUri::parse(&uri)?;
-                let table_format: cerulean_lake::TableFormat = format
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-                let version = cerulean_lake::dataset_version(&lake_uri, table_format)
-                    .await
-                    .with_context(|| format!("reading {uri}"))?;
+                let version = if format == "image-folder" {
+                    cerulean_lake::list_image_folder(&lake_uri)
+                        .await
+                        .with_context(|| format!("reading {uri}"))?
+                        .version
+                } else {
+                    let table_format: cerulean_lake::TableFormat =
+                        format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+                    cerulean_lake::dataset_version(&lake_uri, table_format)
+                        .await
+                        .with_context(|| format!("reading {uri}"))?
+                };
                 let record = target
                     .client()?
                     .register_dataset(&RegisterDataset {
