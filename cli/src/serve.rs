@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use cerulean_cognitive::services::LanguageServices;
 use cerulean_models::ModelStore;
 use cerulean_serving::backend::BackendOptions;
 use cerulean_serving::config::ModelDefaults;
@@ -80,6 +81,11 @@ pub struct ServeArgs {
     /// versions load on their first request [default: 3].
     #[arg(long, env = "CERULEAN_REGISTRY_VERSIONS")]
     pub registry_versions: Option<usize>,
+    /// Answer sentiment analysis with this registered text classifier instead of VADER:
+    /// `models:/NAME@champion` or `models:/NAME/VERSION` (`up`; config `[cognitive.sentiment]
+    /// model`).
+    #[arg(long, env = "CERULEAN_SENTIMENT_MODEL")]
+    pub sentiment_model: Option<String>,
 }
 
 /// Which registry the server follows, and how.
@@ -165,10 +171,24 @@ pub fn run(
     } else {
         args.model_repository.clone()
     };
+    let sentiment_model = args
+        .sentiment_model
+        .clone()
+        .or(settings.cognitive.sentiment.model.clone())
+        .filter(|uri| !uri.trim().is_empty())
+        .map(|uri| uri.parse::<cerulean_cognitive::sentiment::SentimentBinding>())
+        .transpose()?;
+    if !up && let Some(binding) = &sentiment_model {
+        tracing::warn!(
+            %binding,
+            "only `cerulean up` serves the language routes; the sentiment binding is ignored"
+        );
+    }
+    let language = up.then(|| LanguageServices::new(sentiment_model));
     let mut prebuilt = Vec::new();
     let mut builtin = Vec::new();
-    if up {
-        builtin = cerulean_cognitive::services::builtin_models(&store);
+    if let Some(language) = &language {
+        builtin = language.builtin_models(&store);
         let user_repository = store.home().join("repository");
         std::fs::create_dir_all(&user_repository)
             .with_context(|| format!("creating {}", user_repository.display()))?;
@@ -183,7 +203,7 @@ pub fn run(
         );
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let defaults = ModelDefaults {
+    let mut defaults = ModelDefaults {
         max_batch_size: args
             .default_max_batch_size
             .or(file.default_max_batch_size)
@@ -199,8 +219,12 @@ pub fn run(
                 .clone()
                 .or(file.onnxruntime_library.clone())
                 .or_else(|| store.onnxruntime_library()),
+            text_encoders: Default::default(),
         },
     };
+    // Text classifiers name their encoder; the prebuilt MiniLM serves those that name it.
+    defaults.backend.text_encoders =
+        cerulean_cognitive::text_encoder::text_encoders(&store, &defaults.backend);
     let options = ServerOptions {
         model_control: !args.no_model_control && file.model_control.unwrap_or(true),
         http_body_limit: args
@@ -242,7 +266,7 @@ pub fn run(
         (http_addr, grpc_addr),
         registry,
         follow,
-        up,
+        language,
     ))
 }
 
@@ -253,8 +277,10 @@ async fn serve(
     (http_addr, grpc_addr): (SocketAddr, SocketAddr),
     registry: Option<RegistryConfig>,
     follow: Option<Follow>,
-    cognitive: bool,
+    language: Option<LanguageServices>,
 ) -> anyhow::Result<()> {
+    // `up`: the language services and the in-process worker.
+    let cognitive = language.is_some();
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("binding HTTP to {http_addr}"))?;
@@ -265,9 +291,9 @@ async fn serve(
     let repository = Arc::new(ModelRepository::new(sources, defaults, Metrics::new()));
     let server = InferenceServer::new(repository.clone(), options);
     let mut app = cerulean_serving::http::router(server.clone());
-    if cognitive {
+    if let Some(language) = &language {
         // The Azure AI Language routes and /v1/embeddings, over the builtin language models.
-        app = app.merge(cerulean_cognitive::services::router(server.clone()));
+        app = app.merge(language.router(server.clone()));
     }
     let worker_token = follow.as_ref().and_then(|f| f.token.clone());
     let mut job_service = None;

@@ -18,6 +18,27 @@ pub struct FileSettings {
     /// `[registry]`: the model registry and tracking server.
     #[serde(default)]
     pub registry: RegistryFileSettings,
+    /// `[cognitive]`: the prebuilt cognitive services.
+    #[serde(default)]
+    pub cognitive: CognitiveFileSettings,
+}
+
+/// The `[cognitive]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CognitiveFileSettings {
+    /// `[cognitive.sentiment]`.
+    #[serde(default)]
+    pub sentiment: SentimentFileSettings,
+}
+
+/// The `[cognitive.sentiment]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentimentFileSettings {
+    /// `models:/NAME@champion` (or `models:/NAME/VERSION`): the registered text classifier that
+    /// answers sentiment analysis instead of VADER.
+    pub model: Option<String>,
 }
 
 /// The `[registry]` table; every key is optional.
@@ -127,6 +148,17 @@ mod tests {
             registry.registry.backend_store_uri.as_deref(),
             Some("postgresql://u@h/db")
         );
+    }
+
+    #[test]
+    fn reads_the_sentiment_binding() {
+        let settings: FileSettings =
+            toml::from_str("[cognitive.sentiment]\nmodel = \"models:/s@champion\"\n").unwrap();
+        assert_eq!(
+            settings.cognitive.sentiment.model.as_deref(),
+            Some("models:/s@champion")
+        );
+        assert!(toml::from_str::<FileSettings>("[cognitive.sentiment]\nmodle = \"x\"\n").is_err());
     }
 
     #[test]

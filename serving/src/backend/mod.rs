@@ -77,6 +77,9 @@ pub struct BackendOptions {
     pub allow_spinning: bool,
     /// The ONNX Runtime shared library, when ONNX models are to be served.
     pub onnxruntime_library: Option<PathBuf>,
+    /// The text encoders that text classifiers (candle, architecture `text-classifier`) may name;
+    /// none by default (see [`text_encoder`]).
+    pub text_encoders: text_encoder::TextEncoders,
 }
 
 impl Default for BackendOptions {
@@ -86,6 +89,7 @@ impl Default for BackendOptions {
             inter_op_threads: 1,
             allow_spinning: false,
             onnxruntime_library: None,
+            text_encoders: text_encoder::TextEncoders::default(),
         }
     }
 }
@@ -139,6 +143,9 @@ pub fn load(
     }
     match format {
         ModelFormat::Onnx => Ok(Box::new(onnx::OnnxModel::load(path, options)?)),
-        ModelFormat::Candle => Ok(Box::new(candle::CandleModel::load(path)?)),
+        ModelFormat::Candle => Ok(Box::new(candle::CandleModel::load_with(
+            path,
+            &options.text_encoders,
+        )?)),
     }
 }
