@@ -6,6 +6,8 @@
 //! the dataset register.
 
 mod common;
+#[path = "../trainer/tests/common/sentiment.rs"]
+mod sentiment;
 #[path = "common/sklearn.rs"]
 mod sklearn;
 
@@ -696,4 +698,51 @@ fn up_trains_in_process_and_serves_the_model() {
         .filter(|(p, r)| p.as_f64() == Some(r[30]))
         .count();
     assert!(right >= 28, "{right}/32 right: {response}");
+
+    // A text classifier on the prebuilt MiniLM encoder, through the same worker: served with
+    // text in, labels out.
+    let texts = write(dir.path(), "sentiment.jsonl", &sentiment::jsonl());
+    let spec = format!(
+        "name = \"sentiment-up\"\nregister_as = \"sentiment-up\"\n[dataset]\nuri = \"file://{}\"\n\
+         format = \"jsonl\"\nlabel = \"label\"\ntext_column = \"text\"\n[model]\n\
+         family = \"text-classifier\"\n[train]\nepochs = 40\nbatch_size = 16\nlearning_rate = 0.01\n",
+        texts.display()
+    );
+    let spec_file = write(dir.path(), "sentiment.toml", &spec);
+    let (ok, stdout, stderr) = train(
+        &server.base_url(),
+        &["submit", spec_file.to_str().unwrap(), "--wait"],
+    );
+    assert!(ok, "{stdout}\n{stderr}\n{}", server.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::http_get(&server.http, "/v2/models/sentiment-up/ready").map_or(0, |r| r.0) != 200
+    {
+        assert!(Instant::now() < deadline, "not served:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let body = json!({
+        "inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [2, 1],
+                    "data": ["What a wonderful, delightful day, I loved every minute.",
+                             "This was awful, broken and a complete waste of money."]}],
+        "outputs": [{"name": "label"}],
+    });
+    let labels: Value = runtime.block_on(async {
+        http_client()
+            .post(format!(
+                "http://{}/v2/models/sentiment-up/infer",
+                server.http
+            ))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        labels["outputs"][0]["data"],
+        json!(["positive", "negative"]),
+        "{labels}"
+    );
 }
