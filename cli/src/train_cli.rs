@@ -282,8 +282,9 @@ pub fn datasets(command: DatasetsCommand) -> ExitCode {
                         .with_context(|| format!("reading {uri}"))?
                         .version
                 } else {
-                    let table_format: cerulean_lake::TableFormat =
-                        format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+                    let table_format: cerulean_lake::TableFormat = format
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
                     cerulean_lake::dataset_version(&lake_uri, table_format)
                         .await
                         .with_context(|| format!("reading {uri}"))?
