@@ -285,13 +285,8 @@ pub async fn run(args: EmbeddingsArgs) -> anyhow::Result<Vec<EmbeddingsRow>> {
                 .iter()
                 .find(|(t, _)| t == tokens)
                 .map_or(f64::NAN, |f| f.1);
-            match sentence_transformers_loop(
-                python,
-                set,
-                args.floor_batch,
-                instances,
-                &args.timing,
-            ) {
+            match sentence_transformers_loop(python, set, args.floor_batch, instances, &args.timing)
+            {
                 Ok(per_s) => rows.push(EmbeddingsRow {
                     tokens: *tokens,
                     what: format!(

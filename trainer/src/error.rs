@@ -3,8 +3,7 @@
 use cerulean_lake::LakeError;
 
 /// An error of the trainer: a bad job file, a dataset that cannot be read or used, a device that
-/// is not there, a computation that failed, a checkpoint that does not fit the job, or a family
-/// that is declared but not implemented yet.
+/// is not there, a computation that failed, or a checkpoint that does not fit the job.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A job-spec field is missing, unknown or out of range. `field` is the dotted key path, e.g.
@@ -50,12 +49,6 @@ pub enum TrainError {
     /// A broken invariant inside the trainer (a bug, not a bad job).
     #[error("internal error: {0}")]
     Internal(String),
-    /// The job asks for something that is declared in the job format but not implemented yet.
-    #[error("{what} is not implemented yet")]
-    NotImplemented {
-        /// The feature, e.g. `model.family = "text-classifier"`.
-        what: String,
-    },
 }
 
 impl TrainError {

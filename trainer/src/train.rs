@@ -116,7 +116,7 @@ struct State {
 /// Runs on the calling thread (use a blocking thread under async code). Returns `Ok` with
 /// `cancelled: true` soon after `ctx.cancelled()` turns true (it is checked before every step).
 /// Errors: an invalid or still-swept spec, an unusable dataset, an unavailable device, a
-/// checkpoint from another job, a family that is not implemented yet, or a failing context.
+/// checkpoint from another job, or a failing context.
 pub fn train(
     trial: &JobSpec,
     data: &LoadedDataset,

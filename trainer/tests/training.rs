@@ -288,37 +288,17 @@ fn linear_regression_reaches_the_noise_floor() {
 }
 
 #[test]
-fn declared_but_unimplemented_families_say_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::blobs(dir.path(), 30);
-    let tabular = common::job(&path, "target", "logistic", "", "");
-    let data = common::load(&tabular);
-    let text = JobSpec::from_toml(&format!(
-        "name = \"t\"\n[dataset]\nuri = \"file://{}\"\nformat = \"parquet\"\nlabel = \"target\"\ntext_column = \"x0\"\n[model]\nfamily = \"text-classifier\"\n",
-        path.display()
-    ))
-    .unwrap();
-    let e = train(&text, &data, None, &mut RecordingContext::new()).unwrap_err();
-    assert!(matches!(e, TrainError::NotImplemented { .. }));
-    assert_eq!(
-        e.to_string(),
-        "training model.family = \"text-classifier\" is not implemented yet"
-    );
-    let image = JobSpec::from_toml(
-        "name = \"i\"\n[dataset]\nuri = \"file:///tmp/images\"\nformat = \"image-folder\"\n[model]\nfamily = \"image-classifier\"\n",
+fn efficientnet_transfer_learning_is_refused_as_not_available_yet() {
+    let e = JobSpec::from_toml(
+        "name = \"i\"\n[dataset]\nuri = \"file:///tmp/images\"\nformat = \"image-folder\"\n\
+         [model]\nfamily = \"image-classifier\"\narchitecture = \"efficientnet-lite0\"\n",
     )
-    .unwrap();
-    let e = common_load_err(&image);
-    assert!(e.contains("not implemented yet"), "{e}");
-}
-
-fn common_load_err(spec: &JobSpec) -> String {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(cerulean_trainer::load_dataset(&spec.dataset))
-        .unwrap_err()
-        .to_string()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("model.architecture") && e.contains("not available yet"),
+        "{e}"
+    );
 }
 
 #[cfg(not(feature = "cuda"))]
