@@ -1,6 +1,7 @@
 //! Cerulean's training core: job specs and sweeps ([`JobSpec`], [`Trial`]), datasets from the
-//! lake ([`load_dataset`]), candle model families for tabular data (`linear`, `logistic`, `mlp`)
-//! and image folders (`image-classifier`, a small CNN; see [`images`]),
+//! lake ([`load_dataset`]), candle model families for tabular data (`linear`, `logistic`, `mlp`),
+//! text (`text-classifier`: a head on the prebuilt MiniLM encoder) and image folders
+//! (`image-classifier`, a small CNN; see [`images`]),
 //! a checkpointable AdamW ([`AdamW`]), the training loop with metrics, early stopping,
 //! checkpoints and cancellation ([`train()`]), and export to the files the serving crate's candle
 //! backend serves ([`export`]).
