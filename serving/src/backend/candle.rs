@@ -494,53 +494,73 @@ impl BackendInstance for CandleInstance {
             .and_then(|y| y.flatten_all())
             .and_then(|y| y.to_vec1())
             .map_err(compute)?;
-        let classes = self.network.output_dim;
-        let argmax: Vec<usize> = scores
-            .chunks_exact(classes)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                        if v > best.1 { (i, v) } else { best }
-                    })
-                    .0
-            })
-            .collect();
-        self.signature
-            .outputs
-            .iter()
-            .map(|out| {
-                let (shape, data) = match out.datatype {
-                    DataType::Fp32 => (
-                        vec![rows as i64, classes as i64],
-                        Bytes::from(bytemuck::cast_slice::<f32, u8>(&scores).to_vec()),
-                    ),
-                    DataType::Int64 => (
-                        vec![rows as i64, 1],
-                        Bytes::from(
-                            argmax
-                                .iter()
-                                .flat_map(|&i| (i as i64).to_le_bytes())
-                                .collect::<Vec<u8>>(),
-                        ),
-                    ),
-                    _ => {
-                        let mut buf = Vec::new();
-                        for &i in &argmax {
-                            append_bytes_element(&mut buf, self.spec.labels[i].as_bytes());
-                        }
-                        (vec![rows as i64, 1], Bytes::from(buf))
-                    }
-                };
-                Ok(Tensor {
-                    name: out.name.clone(),
-                    datatype: out.datatype,
-                    shape,
-                    data,
-                })
-            })
-            .collect()
+        outputs_of_scores(
+            &self.signature,
+            &scores,
+            rows,
+            self.network.output_dim,
+            &self.spec.labels,
+        )
     }
+}
+
+/// The output tensors of a network's `scores` (`rows` × `classes`, row-major), in the order the
+/// signature declares them: FP32 outputs carry the scores, INT64 ones the index of each row's
+/// highest score, BYTES ones its label (empty when `labels` has none for it). Shared by the MLP and
+/// CNN instances.
+pub(crate) fn outputs_of_scores(
+    signature: &Signature,
+    scores: &[f32],
+    rows: usize,
+    classes: usize,
+    labels: &[String],
+) -> Result<Vec<Tensor>> {
+    let argmax: Vec<usize> = scores
+        .chunks_exact(classes.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0
+        })
+        .collect();
+    signature
+        .outputs
+        .iter()
+        .map(|out| {
+            let (shape, data) = match out.datatype {
+                DataType::Fp32 => (
+                    vec![rows as i64, classes as i64],
+                    Bytes::from(bytemuck::cast_slice::<f32, u8>(scores).to_vec()),
+                ),
+                DataType::Int64 => (
+                    vec![rows as i64, 1],
+                    Bytes::from(
+                        argmax
+                            .iter()
+                            .flat_map(|&i| (i as i64).to_le_bytes())
+                            .collect::<Vec<u8>>(),
+                    ),
+                ),
+                _ => {
+                    let mut buf = Vec::new();
+                    for &i in &argmax {
+                        let label = labels.get(i).map_or("", String::as_str);
+                        append_bytes_element(&mut buf, label.as_bytes());
+                    }
+                    (vec![rows as i64, 1], Bytes::from(buf))
+                }
+            };
+            Ok(Tensor {
+                name: out.name.clone(),
+                datatype: out.datatype,
+                shape,
+                data,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

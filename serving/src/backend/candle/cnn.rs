@@ -19,7 +19,6 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -30,7 +29,7 @@ use crate::backend::{BackendInstance, BatchInput};
 use crate::datatype::DataType;
 use crate::error::{Result, ServingError};
 use crate::signature::Signature;
-use crate::tensor::{BytesElements, Tensor as ServedTensor, append_bytes_element};
+use crate::tensor::{BytesElements, Tensor as ServedTensor};
 
 /// The largest `image_size` a CNN may declare.
 pub const MAX_IMAGE_SIZE: usize = 1024;
@@ -350,53 +349,13 @@ impl BackendInstance for CnnInstance {
             .flatten_all()
             .and_then(|y| y.to_vec1())
             .map_err(compute)?;
-        let classes = self.arch.output_dim;
-        let argmax: Vec<usize> = scores
-            .chunks_exact(classes)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                        if v > best.1 { (i, v) } else { best }
-                    })
-                    .0
-            })
-            .collect();
-        self.signature
-            .outputs
-            .iter()
-            .map(|out| {
-                let (shape, data) = match out.datatype {
-                    DataType::Fp32 => (
-                        vec![rows as i64, classes as i64],
-                        Bytes::from(bytemuck::cast_slice::<f32, u8>(&scores).to_vec()),
-                    ),
-                    DataType::Int64 => (
-                        vec![rows as i64, 1],
-                        Bytes::from(
-                            argmax
-                                .iter()
-                                .flat_map(|&i| (i as i64).to_le_bytes())
-                                .collect::<Vec<u8>>(),
-                        ),
-                    ),
-                    _ => {
-                        let mut buf = Vec::new();
-                        for &i in &argmax {
-                            let label = self.labels.get(i).map_or("", String::as_str);
-                            append_bytes_element(&mut buf, label.as_bytes());
-                        }
-                        (vec![rows as i64, 1], Bytes::from(buf))
-                    }
-                };
-                Ok(ServedTensor {
-                    name: out.name.clone(),
-                    datatype: out.datatype,
-                    shape,
-                    data,
-                })
-            })
-            .collect()
+        super::outputs_of_scores(
+            &self.signature,
+            &scores,
+            rows,
+            self.arch.output_dim,
+            &self.labels,
+        )
     }
 }
 
