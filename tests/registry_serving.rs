@@ -111,41 +111,6 @@ fn pyfunc_files() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Logs `files` as the `model` artifact folder of a new run (through the MLflow artifact API) and
-/// registers it as a new version of `name`; returns the version.
-async fn register(client: &RegistryClient, name: &str, files: &[(&str, Vec<u8>)]) -> String {
-    let experiment = client.ensure_experiment("registry-serving").await.unwrap();
-    let run = client
-        .create_run(&experiment, "train", 0, &[])
-        .await
-        .unwrap();
-    let root = run
-        .info
-        .artifact_uri
-        .strip_prefix("mlflow-artifacts:/")
-        .unwrap_or_else(|| panic!("artifact URI {}", run.info.artifact_uri))
-        .to_string();
-    for (file, bytes) in files {
-        client
-            .upload_artifact(&format!("{root}/model/{file}"), bytes.clone())
-            .await
-            .unwrap();
-    }
-    client.ensure_registered_model(name).await.unwrap();
-    let run_id = run.info.run_id.clone();
-    client
-        .create_model_version(
-            name,
-            &format!("runs:/{run_id}/model"),
-            Some(&run_id),
-            "",
-            &[],
-        )
-        .await
-        .unwrap()
-        .version
-}
-
 /// One inference over REST: the version that answered and the probabilities, or the failure.
 async fn infer(
     client: &reqwest::Client,
@@ -246,7 +211,7 @@ async fn registered_models_are_served(server: &Server, registry_url: &str) {
     let name = "pets";
 
     // Version 1 is served within seconds of its registration, with its real signature.
-    register(&registry, name, &FIRST.files()).await;
+    common::register_model(&registry, name, &FIRST.files()).await;
     until_served(&client, server, name, "1", &FIRST, "a new model").await;
     let metadata: Value = client
         .get(format!("{base}/v2/models/{name}"))
@@ -269,7 +234,7 @@ async fn registered_models_are_served(server: &Server, registry_url: &str) {
     );
 
     // Version 2 takes over unversioned requests (no champion: the newest); version 1 still answers.
-    register(&registry, name, &SECOND.files()).await;
+    common::register_model(&registry, name, &SECOND.files()).await;
     until_served(&client, server, name, "2", &SECOND, "the newest version").await;
     let (version, probabilities) = infer(
         &client,
@@ -380,7 +345,7 @@ async fn registered_models_are_served(server: &Server, registry_url: &str) {
     ));
 
     // A Python model is reported unavailable, with the reason; the champion keeps serving.
-    register(&registry, name, &pyfunc_files()).await;
+    common::register_model(&registry, name, &pyfunc_files()).await;
     let started = Instant::now();
     let reason = loop {
         let index: Value = client

@@ -58,35 +58,6 @@ async fn trained_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     outcome.files
 }
 
-/// Logs `files` as the `model` folder of a new run and registers them as a version of [`NAME`].
-async fn register(client: &RegistryClient, files: &[(String, Vec<u8>)]) -> String {
-    let experiment = client.ensure_experiment("sentiment").await.unwrap();
-    let run = client
-        .create_run(&experiment, "train", 0, &[])
-        .await
-        .unwrap();
-    let root = run
-        .info
-        .artifact_uri
-        .strip_prefix("mlflow-artifacts:/")
-        .unwrap_or_else(|| panic!("artifact URI {}", run.info.artifact_uri))
-        .to_string();
-    for (file, bytes) in files {
-        client
-            .upload_artifact(&format!("{root}/model/{file}"), bytes.clone())
-            .await
-            .unwrap();
-    }
-    client.ensure_registered_model(NAME).await.unwrap();
-    let run_id = run.info.run_id.clone();
-    let source = format!("runs:/{run_id}/model");
-    client
-        .create_model_version(NAME, &source, Some(&run_id), "", &[])
-        .await
-        .unwrap()
-        .version
-}
-
 /// The classifier's own labels for `texts`, from its v2 model.
 async fn classify(base: &str, texts: &[&str]) -> Vec<String> {
     let body = json!({
@@ -158,7 +129,7 @@ async fn analyze_sentiment_is_answered_by_the_bound_classifier() {
     assert!(message.contains("models:/my-sentiment@champion"), "{body}");
 
     let registry = RegistryClient::new(&base, None).unwrap();
-    let version = register(&registry, &files).await;
+    let version = common::register_model(&registry, NAME, &files).await;
     registry
         .set_alias(NAME, "champion", &version, "bind sentiment")
         .await

@@ -308,3 +308,45 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         .to_string();
     Ok((status, body))
 }
+
+/// Logs `files` as the `model` artifact folder of a new run (through the MLflow artifact API) and
+/// registers them as a new version of `name`; returns the version.
+pub async fn register_model<F: AsRef<str>>(
+    client: &cerulean_registry::client::RegistryClient,
+    name: &str,
+    files: &[(F, Vec<u8>)],
+) -> String {
+    let experiment = client
+        .ensure_experiment("registered-by-tests")
+        .await
+        .unwrap();
+    let run = client
+        .create_run(&experiment, "train", 0, &[])
+        .await
+        .unwrap();
+    let root = run
+        .info
+        .artifact_uri
+        .strip_prefix("mlflow-artifacts:/")
+        .unwrap_or_else(|| panic!("artifact URI {}", run.info.artifact_uri))
+        .to_string();
+    for (file, bytes) in files {
+        client
+            .upload_artifact(&format!("{root}/model/{}", file.as_ref()), bytes.clone())
+            .await
+            .unwrap();
+    }
+    client.ensure_registered_model(name).await.unwrap();
+    let run_id = run.info.run_id.clone();
+    client
+        .create_model_version(
+            name,
+            &format!("runs:/{run_id}/model"),
+            Some(&run_id),
+            "",
+            &[],
+        )
+        .await
+        .unwrap()
+        .version
+}
