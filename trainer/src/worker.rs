@@ -242,29 +242,17 @@ impl Worker {
         &self,
         job: &Job,
         lease: &Lease,
-        outcome: anyhow::Result<(Option<String>, JobEnd)>,
+        (run_id, outcome): (Option<String>, anyhow::Result<JobEnd>),
     ) {
         let now = now_ms();
-        let (run_id, status, run_status, error, context, result) = match outcome {
-            Ok((run_id, JobEnd::Succeeded(result))) => {
-                (run_id, "SUCCEEDED", "FINISHED", None, None, Some(result))
-            }
-            Ok((run_id, JobEnd::Cancelled)) => (run_id, "CANCELLED", "KILLED", None, None, None),
+        let run_id = run_id.or_else(|| job.run_id.clone());
+        let (status, run_status, error, context, result) = match outcome {
+            Ok(JobEnd::Succeeded(result)) => ("SUCCEEDED", "FINISHED", None, None, Some(result)),
+            Ok(JobEnd::Cancelled) => ("CANCELLED", "KILLED", None, None, None),
             Err(err) => {
-                let run_id = err
-                    .downcast_ref::<RunFailure>()
-                    .map(|f| f.run_id.clone())
-                    .or_else(|| job.run_id.clone());
                 let message = format!("{err:#}");
                 let context = failure_context(&err, job, &self.options.worker_id, lease);
-                (
-                    run_id,
-                    "FAILED",
-                    "FAILED",
-                    Some(message),
-                    Some(context),
-                    None,
-                )
+                ("FAILED", "FAILED", Some(message), Some(context), None)
             }
         };
         if let Some(error) = &error {
@@ -302,23 +290,21 @@ impl Worker {
         }
     }
 
-    /// Runs the job: its run, its data, its trials, its registration.
-    async fn execute(&self, job: &Job, lease: &Lease) -> anyhow::Result<(Option<String>, JobEnd)> {
-        let spec = JobSpec::from_json(&job.spec).context("reading the job's spec")?;
-        let run = self.job_run(job, lease, &spec).await?;
-        let run_id = run.info.run_id.clone();
-        let failed = |err: anyhow::Error| {
-            err.context(RunFailure {
-                run_id: run_id.clone(),
-            })
+    /// Runs the job; answers its run (once one exists) beside how it ended.
+    async fn execute(&self, job: &Job, lease: &Lease) -> (Option<String>, anyhow::Result<JobEnd>) {
+        let spec = match JobSpec::from_json(&job.spec).context("reading the job's spec") {
+            Ok(spec) => spec,
+            Err(err) => return (None, Err(err)),
         };
+        let run = match self.job_run(job, lease, &spec).await {
+            Ok(run) => run,
+            Err(err) => return (None, Err(err)),
+        };
+        let run_id = run.info.run_id.clone();
         let logs = LogPump::start(self.client.clone(), lease.clone(), run_id.clone());
-        let end = self
-            .train_job(job, lease, &spec, &run, &logs)
-            .await
-            .map_err(failed)?;
+        let end = self.train_job(job, lease, &spec, &run, &logs).await;
         logs.flush().await;
-        Ok((Some(run_id), end))
+        (Some(run_id), end)
     }
 
     /// The job's run: the one recorded on the job (a resumed job), or a new one.
@@ -643,18 +629,6 @@ impl Worker {
         result["model"] = json!(name);
         result["version"] = json!(version.version);
         Ok(JobEnd::Succeeded(result))
-    }
-}
-
-/// Marks an error as having happened after the job's run existed.
-#[derive(Debug)]
-struct RunFailure {
-    run_id: String,
-}
-
-impl std::fmt::Display for RunFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "run {}", self.run_id)
     }
 }
 
