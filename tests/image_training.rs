@@ -9,7 +9,7 @@ mod common;
 use std::io::Cursor;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Server, cerulean, free_port, http_client};
 use serde_json::{Value, json};
@@ -193,15 +193,7 @@ seed = 3
         &["--registry", &url],
         &[("CERULEAN_HOME", home.path())],
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while common::http_get(&serve.http, "/v2/models/patterns/ready").map_or(0, |r| r.0) != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "patterns never became ready:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    serve.wait_model_ready("patterns", Duration::from_secs(60));
     let (status, metadata) = common::http_get(&serve.http, "/v2/models/patterns").unwrap();
     assert_eq!(status, 200);
     let metadata: Value = serde_json::from_str(&metadata).unwrap();

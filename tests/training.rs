@@ -313,15 +313,7 @@ fn sklearn_jobs_train_register_and_serve() {
         &["--registry", &url],
         &[("CERULEAN_HOME", home.path())],
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while common::http_get(&serve.http, "/v2/models/digits/ready").map_or(0, |r| r.0) != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "digits never became ready:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    serve.wait_model_ready("digits", Duration::from_secs(60));
     let (status, metadata) = common::http_get(&serve.http, "/v2/models/digits").unwrap();
     assert_eq!(status, 200);
     let metadata: Value = serde_json::from_str(&metadata).unwrap();
@@ -678,15 +670,7 @@ fn up_trains_in_process_and_serves_the_model() {
         "{done:#?}\n{}",
         server.log()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while common::http_get(&server.http, "/v2/models/cancer-up/ready").map_or(0, |r| r.0) != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the trained model was not served:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_model_ready("cancer-up", Duration::from_secs(30));
     let text = std::fs::read_to_string(data.join("breast_cancer.csv")).unwrap();
     let rows = sklearn::parse_rows(text.split_once('\n').unwrap().1);
     let features: Vec<Vec<f64>> = rows.iter().take(32).map(|r| r[..30].to_vec()).collect();
@@ -714,12 +698,7 @@ fn up_trains_in_process_and_serves_the_model() {
         &["submit", spec_file.to_str().unwrap(), "--wait"],
     );
     assert!(ok, "{stdout}\n{stderr}\n{}", server.log());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while common::http_get(&server.http, "/v2/models/sentiment-up/ready").map_or(0, |r| r.0) != 200
-    {
-        assert!(Instant::now() < deadline, "not served:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_model_ready("sentiment-up", Duration::from_secs(30));
     let body = json!({
         "inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [2, 1],
                     "data": ["What a wonderful, delightful day, I loved every minute.",

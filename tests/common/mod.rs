@@ -273,6 +273,21 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until `/v2/models/{model}/ready` answers 200, failing with the server's log after
+    /// `timeout`.
+    pub fn wait_model_ready(&self, model: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let path = format!("/v2/models/{model}/ready");
+        while !matches!(http_get(&self.http, &path), Ok((200, _))) {
+            assert!(
+                Instant::now() < deadline,
+                "{model} was not served within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.http)

@@ -301,7 +301,7 @@ impl Worker {
             Err(err) => return (None, Err(err)),
         };
         let run_id = run.info.run_id.clone();
-        let logs = LogPump::start(self.client.clone(), lease.clone(), run_id.clone());
+        let logs = LogPump::start(self.client.clone(), lease.clone());
         let end = self.train_job(job, lease, &spec, &run, &logs).await;
         logs.flush().await;
         (Some(run_id), end)
@@ -432,7 +432,7 @@ impl Worker {
         run: &Run,
         logs: &LogPump,
     ) -> anyhow::Result<TrainOutcome> {
-        let metrics = MetricPump::start(self.client.clone(), run.info.run_id.clone());
+        let metrics = metric_pump(self.client.clone(), run.info.run_id.clone());
         let mut context = WorkerContext {
             lease: lease.clone(),
             metrics: metrics.clone(),
@@ -737,24 +737,33 @@ enum PumpMessage<T> {
     Flush(oneshot::Sender<()>),
 }
 
-/// Sends metric values to the run in batches, in order, off the training thread.
-#[derive(Clone)]
-struct MetricPump {
-    sender: mpsc::UnboundedSender<PumpMessage<Metric>>,
+/// Sends items to the registry in batches, in order, off the training thread.
+struct Pump<T> {
+    sender: mpsc::UnboundedSender<PumpMessage<T>>,
 }
 
-impl MetricPump {
-    fn start(client: RegistryClient, run_id: String) -> MetricPump {
+impl<T> Clone for Pump<T> {
+    fn clone(&self) -> Self {
+        Pump {
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> Pump<T> {
+    /// Starts the task that sends batches of at most `max` items with `send`.
+    fn start<F, Fut>(max: usize, send: F) -> Pump<T>
+    where
+        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), ClientError>> + Send + 'static,
+    {
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(pump(receiver, 1000, move |batch: Vec<Metric>| {
-            let (client, run_id) = (client.clone(), run_id.clone());
-            async move { client.log_batch(&run_id, &batch, &[], &[]).await }
-        }));
-        MetricPump { sender }
+        tokio::spawn(pump(receiver, max, send));
+        Pump { sender }
     }
 
-    fn send(&self, metric: Metric) {
-        let _ = self.sender.send(PumpMessage::Item(metric));
+    fn send(&self, item: T) {
+        let _ = self.sender.send(PumpMessage::Item(item));
     }
 
     /// Waits until everything sent before is stored (or given up on).
@@ -766,19 +775,28 @@ impl MetricPump {
     }
 }
 
-/// Sends log lines to the job, in batches, off the training thread; also traces them.
+/// Metric values to a run.
+type MetricPump = Pump<Metric>;
+
+/// Starts sending metric values to `run_id`.
+fn metric_pump(client: RegistryClient, run_id: String) -> MetricPump {
+    Pump::start(1000, move |batch: Vec<Metric>| {
+        let (client, run_id) = (client.clone(), run_id.clone());
+        async move { client.log_batch(&run_id, &batch, &[], &[]).await }
+    })
+}
+
+/// Log lines to the job; also traced.
 #[derive(Clone)]
 struct LogPump {
-    sender: mpsc::UnboundedSender<PumpMessage<String>>,
+    lines: Pump<String>,
     job_id: String,
 }
 
 impl LogPump {
-    fn start(client: RegistryClient, lease: Lease, run_id: String) -> LogPump {
-        let (sender, receiver) = mpsc::unbounded_channel();
+    fn start(client: RegistryClient, lease: Lease) -> LogPump {
         let job_id = lease.job_id.clone();
-        let _ = run_id;
-        tokio::spawn(pump(receiver, 500, move |batch: Vec<String>| {
+        let lines = Pump::start(500, move |batch: Vec<String>| {
             let (client, lease) = (client.clone(), lease.clone());
             async move {
                 client
@@ -786,20 +804,17 @@ impl LogPump {
                     .await
                     .map(|_last_seq| ())
             }
-        }));
-        LogPump { sender, job_id }
+        });
+        LogPump { lines, job_id }
     }
 
     fn line(&self, line: String) {
         tracing::info!(job = %self.job_id, "{line}");
-        let _ = self.sender.send(PumpMessage::Item(line));
+        self.lines.send(line);
     }
 
     async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.sender.send(PumpMessage::Flush(done)).is_ok() {
-            let _ = wait.await;
-        }
+        self.lines.flush().await;
     }
 }
 
