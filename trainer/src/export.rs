@@ -61,17 +61,6 @@ pub struct TabularModel<'a> {
     pub head: &'a Head,
 }
 
-/// The serving backend's name for a job file's activation.
-fn serving_activation(activation: Activation) -> cerulean_serving::backend::candle::Activation {
-    use cerulean_serving::backend::candle::Activation as Served;
-    match activation {
-        Activation::Relu => Served::Relu,
-        Activation::Tanh => Served::Tanh,
-        Activation::Gelu => Served::Gelu,
-        Activation::Sigmoid => Served::Sigmoid,
-    }
-}
-
 fn tensor_spec(name: &str, datatype: &str, shape: Vec<i64>) -> TensorSpecJson {
     TensorSpecJson {
         name: name.to_owned(),
@@ -173,7 +162,7 @@ pub fn tabular_parts(model: &TabularModel<'_>, weights: &Weights) -> Result<(Vec
             input_dim: model.input_dim,
             hidden: model.hidden.to_vec(),
             output_dim: model.output_dim,
-            activation: serving_activation(model.activation),
+            activation: model.activation,
             output_activation,
         },
         inputs: vec![tensor_spec("features", "FP32", vec![-1, d])],

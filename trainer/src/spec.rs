@@ -181,32 +181,9 @@ impl Task {
     }
 }
 
-/// `[model] activation`: the activation between hidden layers (the serving backend's set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// max(0, x).
-    #[default]
-    Relu,
-    /// tanh(x).
-    Tanh,
-    /// The Gaussian error linear unit (tanh approximation, as served).
-    Gelu,
-    /// 1 / (1 + e^-x).
-    Sigmoid,
-}
-
-impl Activation {
-    /// The name used in job files and in `model.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activation::Relu => "relu",
-            Activation::Tanh => "tanh",
-            Activation::Gelu => "gelu",
-            Activation::Sigmoid => "sigmoid",
-        }
-    }
-}
+/// `[model] activation`: the activation between hidden layers, the serving backend's own type
+/// (what a job file names is what `model.json` stores).
+pub use cerulean_serving::backend::candle::Activation;
 
 /// `[model]`. Fields that do not apply to the chosen family are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

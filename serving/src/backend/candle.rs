@@ -104,8 +104,8 @@ impl Architecture {
     }
 }
 
-/// Hidden-layer activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Hidden-layer activations (also `[model] activation` in training job files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// max(0, x).
