@@ -39,6 +39,9 @@ pub enum TrainError {
     /// A checkpoint cannot be encoded or decoded, or does not belong to this job.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A pretrained network the job builds on is missing or unreadable.
+    #[error("pretrained model: {0}")]
+    Pretrained(String),
     /// The model files cannot be produced.
     #[error("export: {0}")]
     Export(String),

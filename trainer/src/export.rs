@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 pub use cerulean_serving::backend::candle::{
-    Architecture, ModelSpec, OutputActivation, Preprocessing, TensorSpecJson,
+    Architecture, Backbone, ModelSpec, OutputActivation, Preprocessing, TensorSpecJson,
 };
 
 use crate::checkpoint::{HostTensor, Weights, encode_safetensors};
@@ -92,6 +92,22 @@ pub fn files(weights_bytes: Vec<u8>, spec: &ModelSpec) -> Result<Vec<(String, Ve
 /// What [`tabular_files`] writes, before writing: the encoded `model.safetensors` and the
 /// [`ModelSpec`] (for families that serve a tabular network behind other inputs).
 pub fn tabular_parts(model: &TabularModel<'_>, weights: &Weights) -> Result<(Vec<u8>, ModelSpec)> {
+    let (tensors, spec) = tabular_tensors(model, weights)?;
+    Ok((encode_weights(&tensors)?, spec))
+}
+
+/// Encodes named weights as the bytes of `model.safetensors`.
+pub fn encode_weights(weights: &Weights) -> Result<Vec<u8>> {
+    let refs: BTreeMap<String, &HostTensor> = weights.iter().map(|(k, v)| (k.clone(), v)).collect();
+    encode_safetensors(&refs, None).map_err(|e| TrainError::Export(e.to_string()))
+}
+
+/// [`tabular_parts`] before encoding: the network's tensors (the regression scaling folded into
+/// the last layer) and the [`ModelSpec`].
+pub fn tabular_tensors(
+    model: &TabularModel<'_>,
+    weights: &Weights,
+) -> Result<(Weights, ModelSpec)> {
     let widths: Vec<usize> = std::iter::once(model.input_dim)
         .chain(model.hidden.iter().copied())
         .chain(std::iter::once(model.output_dim))
@@ -135,10 +151,6 @@ pub fn tabular_parts(model: &TabularModel<'_>, weights: &Weights) -> Result<(Vec
             }
         }
     }
-    let refs: BTreeMap<String, &HostTensor> = out.iter().map(|(k, v)| (k.clone(), v)).collect();
-    let weights_bytes =
-        encode_safetensors(&refs, None).map_err(|e| TrainError::Export(e.to_string()))?;
-
     let d = model.input_dim as i64;
     let c = model.output_dim as i64;
     let (outputs, output_activation, labels) = match model.head {
@@ -173,7 +185,7 @@ pub fn tabular_parts(model: &TabularModel<'_>, weights: &Weights) -> Result<(Vec
         },
         labels,
     };
-    Ok((weights_bytes, spec))
+    Ok((out, spec))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ mod families;
 pub mod images;
 pub mod metrics;
 pub mod optim;
+pub mod pretrained;
 mod rng;
 pub mod spec;
 pub mod sweep;

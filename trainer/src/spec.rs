@@ -196,8 +196,9 @@ pub struct ModelSection {
     /// column (see [`resolve_task`](crate::resolve_task)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
-    /// Hidden-layer widths (`mlp`, default `[64]`; `text-classifier`, whose head is logistic
-    /// without them).
+    /// Hidden-layer widths (`mlp`, default `[64]`; `image-classifier` with `cnn`, default
+    /// `[128]`; `text-classifier` and `image-classifier` with `efficientnet-lite0`, whose heads
+    /// are logistic without them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<Param<Vec<usize>>>,
     /// The activation between hidden layers (`mlp` and `text-classifier`). Default `relu`.
@@ -211,7 +212,7 @@ pub struct ModelSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<Param<usize>>,
     /// Images are resized to `image_size` x `image_size` pixels (`image-classifier` only).
-    /// Default 32.
+    /// Default 32 for `cnn`, 224 for `efficientnet-lite0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<Param<usize>>,
     /// The image network (`image-classifier` only). Default `cnn`.
@@ -250,7 +251,8 @@ pub enum ImageArchitecture {
     /// A small convolutional network trained from scratch (see `filters` and `hidden`).
     #[default]
     Cnn,
-    /// Transfer learning on the prebuilt EfficientNet-Lite0 (not available yet).
+    /// Transfer learning on the prebuilt EfficientNet-Lite0: its ImageNet features frozen, a new
+    /// head (`hidden`, default none: logistic regression on the features) trained.
     #[serde(rename = "efficientnet-lite0")]
     EfficientnetLite0,
 }
@@ -502,7 +504,11 @@ impl JobSpec {
                 Some(h),
             ) => one("model.hidden", h)?,
             (ModelFamily::Mlp, None) => vec![64],
-            (ModelFamily::ImageClassifier, None) => vec![128],
+            (ModelFamily::ImageClassifier, None)
+                if self.model.architecture.unwrap_or_default() == ImageArchitecture::Cnn =>
+            {
+                vec![128]
+            }
             _ => Vec::new(),
         };
         Ok(Hyperparameters {

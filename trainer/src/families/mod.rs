@@ -14,12 +14,15 @@
 //!   export.
 //! - [`cnn`]: `image-classifier`, a small convolutional network over an image folder.
 //! - [`text`]: `text-classifier`, the tabular head over a frozen sentence encoder's embeddings.
+//! - [`transfer`]: `image-classifier` with `architecture = "efficientnet-lite0"`, the tabular
+//!   head over the frozen EfficientNet-Lite0's image features.
 
 pub mod cnn;
 pub mod linear;
 pub mod mlp;
 pub mod tabular;
 pub mod text;
+pub mod transfer;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -27,7 +30,7 @@ use candle_nn::VarMap;
 use crate::checkpoint::Weights;
 use crate::data::{LabelValues, LoadedDataset};
 use crate::error::{Result, TrainError};
-use crate::spec::{Hyperparameters, JobSpec, ModelFamily, ModelSection, Task};
+use crate::spec::{Hyperparameters, ImageArchitecture, JobSpec, ModelFamily, ModelSection, Task};
 
 /// An integer label with at most this many distinct values makes an `mlp` without `model.task` a
 /// classifier.
@@ -162,6 +165,13 @@ pub fn select(spec: &JobSpec, hyper: &Hyperparameters, task: Task) -> Result<Box
             hyper,
             text::default_encoder()?,
         )?)),
-        ModelFamily::ImageClassifier => Ok(Box::new(cnn::family(&spec.model, hyper)?)),
+        ModelFamily::ImageClassifier => match spec.model.architecture.unwrap_or_default() {
+            ImageArchitecture::Cnn => Ok(Box::new(cnn::family(&spec.model, hyper)?)),
+            ImageArchitecture::EfficientnetLite0 => Ok(Box::new(transfer::family(
+                &spec.model,
+                hyper,
+                transfer::default_backbone()?,
+            )?)),
+        },
     }
 }

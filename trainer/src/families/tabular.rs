@@ -65,6 +65,12 @@ impl TabularFamily {
         export::tabular_parts(&self.export_model(shape), weights)
     }
 
+    /// [`TabularFamily::export_parts`] before encoding: the head's tensors and the spec.
+    pub fn export_tensors(&self, weights: &Weights) -> Result<(Weights, export::ModelSpec)> {
+        let shape = self.shape()?;
+        export::tabular_tensors(&self.export_model(shape), weights)
+    }
+
     fn export_model<'a>(&'a self, shape: &'a Shape) -> export::TabularModel<'a> {
         export::TabularModel {
             input_dim: shape.input_dim,

@@ -23,13 +23,13 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::pixels::{DEFAULT_MAX_PIXELS, image_to_pixels};
+use super::image_input::ImageInput;
 use super::{ModelSpec, OutputActivation};
 use crate::backend::{BackendInstance, BatchInput};
 use crate::datatype::DataType;
 use crate::error::{Result, ServingError};
 use crate::signature::Signature;
-use crate::tensor::{BytesElements, Tensor as ServedTensor};
+use crate::tensor::Tensor as ServedTensor;
 
 /// The largest `image_size` a CNN may declare.
 pub const MAX_IMAGE_SIZE: usize = 1024;
@@ -55,12 +55,8 @@ pub struct CnnArchitecture {
     #[serde(default)]
     pub output_activation: OutputActivation,
     /// The most pixels (width x height) an encoded input image may have before decoding.
-    #[serde(default = "default_max_pixels")]
+    #[serde(default = "super::pixels::default_max_pixels")]
     pub max_pixels: u64,
-}
-
-fn default_max_pixels() -> u64 {
-    DEFAULT_MAX_PIXELS
 }
 
 impl CnnArchitecture {
@@ -80,6 +76,15 @@ impl CnnArchitecture {
     /// Values in one input image (`channels * image_size^2`).
     pub fn pixels_per_image(&self) -> usize {
         self.channels * self.image_size * self.image_size
+    }
+
+    /// The network's input: `image_size` squares of `channels`.
+    pub(crate) fn image_input(&self) -> ImageInput {
+        ImageInput {
+            size: self.image_size,
+            channels: self.channels,
+            max_pixels: self.max_pixels,
+        }
     }
 
     /// Checks the architecture's own fields.
@@ -187,8 +192,8 @@ impl CnnNetwork {
     }
 }
 
-/// Checks a CNN `model.json`'s signature: one input, FP32 `[-1, C, H, W]` or BYTES `[-1, 1]`.
-pub(super) fn check_input(spec: &ModelSpec, arch: &CnnArchitecture) -> Result<()> {
+/// Checks a CNN `model.json`: the architecture, its one input and the classifier outputs.
+pub(super) fn check(spec: &ModelSpec, arch: &CnnArchitecture) -> Result<()> {
     let bad = |msg: String| Err(ServingError::Unavailable(format!("model.json: {msg}")));
     if let Err(e) = arch.check() {
         return bad(e);
@@ -200,71 +205,9 @@ pub(super) fn check_input(spec: &ModelSpec, arch: &CnnArchitecture) -> Result<()
             signature.inputs.len()
         ));
     };
-    let (c, s) = (arch.channels as i64, arch.image_size as i64);
-    let ok = match input.datatype {
-        DataType::Fp32 => input.dims == [-1, c, s, s],
-        DataType::Bytes => input.dims == [-1, 1],
-        _ => false,
-    };
-    if !ok {
-        return bad(format!(
-            "input '{}' must be FP32 [-1, {c}, {s}, {s}] or BYTES [-1, 1], found {} {:?}",
-            input.name, input.datatype, input.dims
-        ));
+    if let Err(e) = arch.image_input().check(input) {
+        return bad(e);
     }
-    Ok(())
-}
-
-/// The pixels `[rows, C, H, W]` of a batch's single input: FP32 pixels as sent, or encoded
-/// images decoded and resized.
-pub(super) fn input_pixels(arch: &CnnArchitecture, input: &BatchInput<'_>) -> Result<Tensor> {
-    let per_image = arch.pixels_per_image();
-    let mut pixels: Vec<f32> = Vec::new();
-    let rows;
-    if input.spec.datatype == DataType::Bytes {
-        let mut count = 0usize;
-        for part in &input.parts {
-            for bytes in BytesElements::new(part) {
-                let decoded =
-                    image_to_pixels(bytes, arch.image_size, arch.channels, arch.max_pixels)
-                        .map_err(|e| {
-                            ServingError::BadRequest(format!(
-                                "input tensor '{}', element {count}: {e}",
-                                input.spec.name
-                            ))
-                        })?;
-                pixels.extend_from_slice(&decoded);
-                count += 1;
-            }
-        }
-        rows = count;
-    } else {
-        rows = usize::try_from(input.shape[0]).unwrap_or(0);
-        pixels.reserve(rows * per_image);
-        for part in &input.parts {
-            pixels.extend(
-                part.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
-        }
-        if pixels.len() != rows * per_image {
-            return Err(ServingError::BadRequest(format!(
-                "input tensor '{}' holds {} values, expected {rows} x {per_image}",
-                input.spec.name,
-                pixels.len()
-            )));
-        }
-    }
-    let s = arch.image_size;
-    Tensor::from_vec(pixels, (rows, arch.channels, s, s), &Device::Cpu)
-        .map_err(|e| ServingError::Internal(format!("candle failed: {e}")))
-}
-
-/// Checks a CNN `model.json`: the architecture, its one input and the classifier outputs.
-pub(super) fn check(spec: &ModelSpec, arch: &CnnArchitecture) -> Result<()> {
-    check_input(spec, arch)?;
-    let bad = |msg: String| Err(ServingError::Unavailable(format!("model.json: {msg}")));
-    let signature = spec.signature()?;
     if signature.outputs.is_empty() {
         return bad("no outputs declared".to_string());
     }
@@ -335,7 +278,7 @@ impl BackendInstance for CnnInstance {
         let input = inputs
             .first()
             .ok_or_else(|| ServingError::Internal("no input given".to_string()))?;
-        let x = input_pixels(&self.arch, input)?;
+        let x = self.arch.image_input().pixels(input)?;
         let rows = x.dims()[0];
         let compute = |e: candle_core::Error| ServingError::Internal(format!("candle failed: {e}"));
         let logits = self.network.forward(&x).map_err(compute)?;
@@ -363,7 +306,6 @@ impl BackendInstance for CnnInstance {
 mod tests {
     use super::*;
     use crate::backend::candle::{Architecture, Preprocessing, TensorSpecJson};
-    use crate::signature::TensorSpec;
 
     fn arch() -> CnnArchitecture {
         CnnArchitecture {
@@ -411,23 +353,5 @@ mod tests {
         let mut wrong_labels = spec(("BYTES", vec![-1, 1]));
         wrong_labels.labels.pop();
         assert!(check(&wrong_labels, &a).is_err());
-    }
-
-    #[test]
-    fn a_short_pixel_tensor_is_a_bad_request() {
-        let a = arch();
-        let input_spec = TensorSpec::new("image".to_string(), DataType::Fp32, vec![-1, 1, 4, 4]);
-        let bytes = vec![0u8; 4 * 15];
-        let e = input_pixels(
-            &a,
-            &BatchInput {
-                spec: &input_spec,
-                shape: vec![1, 1, 4, 4],
-                parts: vec![&bytes],
-            },
-        )
-        .unwrap_err();
-        assert!(matches!(e, ServingError::BadRequest(_)), "{e}");
-        assert!(e.to_string().contains("'image'"), "{e}");
     }
 }

@@ -14,6 +14,11 @@ use image::{DynamicImage, ImageReader};
 /// 40 megapixels (e.g. 8000 x 5000).
 pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
 
+/// [`DEFAULT_MAX_PIXELS`], for `#[serde(default)]` in `model.json`.
+pub(crate) fn default_max_pixels() -> u64 {
+    DEFAULT_MAX_PIXELS
+}
+
 /// Why an image cannot be turned into pixels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PixelError {
