@@ -2,7 +2,8 @@
 //! class) → `cerulean train submit --wait` to a registry with a `cerulean worker` → a registered
 //! version → `cerulean serve --registry` answering v2 requests that carry the PNG files
 //! themselves (BYTES, with the binary-data extension), and refusing an undecodable image with a
-//! 400 that names the tensor.
+//! 400 that names the tensor; for the small CNN and for transfer learning on EfficientNet-Lite0
+//! (which needs `cerulean models pull` in the worker's `CERULEAN_HOME`).
 
 mod common;
 
@@ -100,39 +101,109 @@ fn infer_images(http: &str, model: &str, images: &[&[u8]]) -> (u16, Value) {
         })
 }
 
+/// A registry with one `cerulean worker`, in a temporary directory.
+struct Pool {
+    dir: tempfile::TempDir,
+    registry: Server,
+    worker_log: std::path::PathBuf,
+    _worker: Killed,
+}
+
+impl Pool {
+    fn start() -> Pool {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Server::start_registry(
+            &[
+                "--backend-store-uri",
+                &format!("sqlite://{}", dir.path().join("registry.db").display()),
+                "--artifacts-destination",
+                dir.path().join("artifacts").to_str().unwrap(),
+                "--grpc-addr",
+                &format!("127.0.0.1:{}", free_port()),
+            ],
+            &[],
+        );
+        let worker_log = dir.path().join("worker.log");
+        let worker = Killed(
+            cerulean()
+                .args(["worker", "--registry", &registry.base_url()])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&worker_log).unwrap())
+                .spawn()
+                .expect("cerulean worker starts"),
+        );
+        Pool {
+            dir,
+            registry,
+            worker_log,
+            _worker: worker,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.registry.base_url()
+    }
+
+    /// `cerulean train submit JOB --wait`: asserts success, returns stdout and stderr.
+    fn submit_and_wait(&self, job_toml: &str) -> (String, String) {
+        let job = self.dir.path().join("job.toml");
+        std::fs::write(&job, job_toml).unwrap();
+        let output = cerulean()
+            .args(["train", "submit", job.to_str().unwrap(), "--wait"])
+            .args(["--registry", &self.url()])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+        assert!(
+            output.status.success(),
+            "{stdout}\n{stderr}\n--- worker\n{}",
+            std::fs::read_to_string(&self.worker_log).unwrap_or_default()
+        );
+        (stdout, stderr)
+    }
+
+    /// `cerulean serve --registry` with an empty home of its own, once `model` is ready.
+    fn serve(&self, model: &str) -> (Server, tempfile::TempDir) {
+        let home = tempfile::tempdir().unwrap();
+        let serve = Server::start(
+            "serve",
+            &["--registry", &self.url()],
+            &[("CERULEAN_HOME", home.path())],
+        );
+        serve.wait_model_ready(model, Duration::from_secs(60));
+        (serve, home)
+    }
+}
+
+/// The share of `images` whose served label is their class, asked 20 files a request.
+fn served_accuracy(http: &str, model: &str, images: &[(Vec<u8>, &str)]) -> f64 {
+    let mut right = 0;
+    for chunk in images.chunks(20) {
+        let files: Vec<&[u8]> = chunk.iter().map(|(png, _)| png.as_slice()).collect();
+        let (status, response) = infer_images(http, model, &files);
+        assert_eq!(status, 200, "{response}");
+        let labels = response["outputs"][0]["data"].as_array().unwrap();
+        assert_eq!(labels.len(), chunk.len());
+        right += labels
+            .iter()
+            .zip(chunk)
+            .filter(|(label, (_, class))| label.as_str() == Some(*class))
+            .count();
+    }
+    right as f64 / images.len() as f64
+}
+
 #[test]
 fn an_image_folder_trains_registers_and_serves_png_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("patterns");
+    let pool = Pool::start();
+    let folder = pool.dir.path().join("patterns");
     let images = patterns(&folder, 20);
-
-    let registry = Server::start_registry(
-        &[
-            "--backend-store-uri",
-            &format!("sqlite://{}", dir.path().join("registry.db").display()),
-            "--artifacts-destination",
-            dir.path().join("artifacts").to_str().unwrap(),
-            "--grpc-addr",
-            &format!("127.0.0.1:{}", free_port()),
-        ],
-        &[],
-    );
-    let url = registry.base_url();
-    let worker_log = dir.path().join("worker.log");
-    let _worker = Killed(
-        cerulean()
-            .args(["worker", "--registry", &url])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&worker_log).unwrap())
-            .spawn()
-            .expect("cerulean worker starts"),
-    );
-
-    let job = dir.path().join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
+    let url = pool.url();
+    let (stdout, stderr) = pool.submit_and_wait(&format!(
+        r#"
 name = "patterns-cnn"
 experiment = "patterns"
 register_as = "patterns"
@@ -152,24 +223,8 @@ batch_size = 8
 learning_rate = 0.003
 seed = 3
 "#,
-            folder.display()
-        ),
-    )
-    .unwrap();
-    let output = cerulean()
-        .args(["train", "submit", job.to_str().unwrap(), "--wait"])
-        .args(["--registry", &url])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert!(
-        output.status.success(),
-        "{stdout}\n{stderr}\n--- worker\n{}",
-        std::fs::read_to_string(&worker_log).unwrap_or_default()
-    );
+        folder.display()
+    ));
     assert!(stdout.contains("48 training images x 3x8x8"), "{stdout}");
     assert!(stderr.contains("registered patterns version 1"), "{stderr}");
 
@@ -187,13 +242,7 @@ seed = 3
         String::from_utf8_lossy(&register.stderr)
     );
 
-    let home = tempfile::tempdir().unwrap();
-    let serve = Server::start(
-        "serve",
-        &["--registry", &url],
-        &[("CERULEAN_HOME", home.path())],
-    );
-    serve.wait_model_ready("patterns", Duration::from_secs(60));
+    let (serve, _home) = pool.serve("patterns");
     let (status, metadata) = common::http_get(&serve.http, "/v2/models/patterns").unwrap();
     assert_eq!(status, 200);
     let metadata: Value = serde_json::from_str(&metadata).unwrap();
@@ -202,20 +251,7 @@ seed = 3
         json!([{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}])
     );
 
-    let mut right = 0;
-    for chunk in images.chunks(20) {
-        let files: Vec<&[u8]> = chunk.iter().map(|(png, _)| png.as_slice()).collect();
-        let (status, response) = infer_images(&serve.http, "patterns", &files);
-        assert_eq!(status, 200, "{response}");
-        let labels = response["outputs"][0]["data"].as_array().unwrap();
-        assert_eq!(labels.len(), chunk.len());
-        right += labels
-            .iter()
-            .zip(chunk)
-            .filter(|(label, (_, class))| label.as_str() == Some(class))
-            .count();
-    }
-    let accuracy = right as f64 / images.len() as f64;
+    let accuracy = served_accuracy(&serve.http, "patterns", &images);
     assert!(accuracy >= 0.8, "served accuracy {accuracy}");
 
     let (status, response) = infer_images(&serve.http, "patterns", &[b"not an image"]);
@@ -225,4 +261,55 @@ seed = 3
         error.starts_with("input tensor 'image', element 0: cannot decode the image"),
         "{error}"
     );
+}
+
+/// Transfer learning as users run it: the worker reads EfficientNet-Lite0 from its model store
+/// (`CERULEAN_HOME`, pulled by `cerulean models pull`), and the registered model carries the
+/// backbone, so a server with an empty model store serves it.
+#[test]
+fn efficientnet_transfer_trains_registers_and_serves_from_an_empty_model_store() {
+    let pool = Pool::start();
+    let folder = pool.dir.path().join("patterns");
+    let images = patterns(&folder, 20);
+    let (stdout, stderr) = pool.submit_and_wait(&format!(
+        r#"
+name = "patterns-lite0"
+register_as = "patterns-lite0"
+[dataset]
+uri = "file://{}"
+format = "image-folder"
+validation_split = 0.2
+[model]
+family = "image-classifier"
+architecture = "efficientnet-lite0"
+image_size = 32
+image_input = "encoded"
+[train]
+epochs = 20
+batch_size = 16
+learning_rate = 0.01
+seed = 3
+"#,
+        folder.display()
+    ));
+    assert!(
+        stdout.contains("60 images through EfficientNet-Lite0 at 32x32 (1280 features)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("registered patterns-lite0 version 1"),
+        "{stderr}"
+    );
+
+    let (serve, _home) = pool.serve("patterns-lite0");
+    let (status, metadata) = common::http_get(&serve.http, "/v2/models/patterns-lite0").unwrap();
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(
+        metadata["inputs"],
+        json!([{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}])
+    );
+    assert_eq!(metadata["outputs"][0]["shape"], json!([-1, 3]));
+    let accuracy = served_accuracy(&serve.http, "patterns-lite0", &images);
+    assert!(accuracy >= 0.8, "served accuracy {accuracy}");
 }

@@ -288,15 +288,23 @@ fn linear_regression_reaches_the_noise_floor() {
 }
 
 #[test]
-fn efficientnet_transfer_learning_is_refused_as_not_available_yet() {
-    let e = JobSpec::from_toml(
+fn efficientnet_transfer_learning_parses_and_names_the_missing_weights() {
+    let spec = JobSpec::from_toml(
         "name = \"i\"\n[dataset]\nuri = \"file:///tmp/images\"\nformat = \"image-folder\"\n\
          [model]\nfamily = \"image-classifier\"\narchitecture = \"efficientnet-lite0\"\n",
+    )
+    .unwrap();
+    let hyper = spec.hyperparameters().unwrap();
+    assert!(hyper.hidden.is_empty(), "a logistic head by default");
+    let empty = tempfile::tempdir().unwrap();
+    let e = cerulean_trainer::pretrained::efficientnet::from_store(
+        &cerulean_models::ModelStore::new(empty.path()),
     )
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("model.architecture") && e.contains("not available yet"),
+        e.starts_with("pretrained model: the EfficientNet-Lite0 weights are not installed")
+            && e.contains("cerulean models pull efficientnet-lite0"),
         "{e}"
     );
 }

@@ -211,3 +211,40 @@ pub fn network(backbone: &Weights, device: &Device) -> Result<EfficientNetLite0>
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     Ok(EfficientNetLite0::new(vb)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
+        HostTensor { shape, data }
+    }
+
+    #[test]
+    fn batch_normalization_folds_into_the_convolution() {
+        // Two output channels of one 1x1 input channel: y = bn(w x).
+        let weight = t(vec![2, 1, 1, 1], vec![2.0, -1.0]);
+        let gamma = t(vec![2], vec![1.0, 3.0]);
+        let beta = t(vec![2], vec![0.5, 0.0]);
+        let mean = t(vec![2], vec![1.0, -2.0]);
+        let var = t(vec![2], vec![4.0 - BN_EPSILON, 1.0 - BN_EPSILON]);
+        let (w, b) = fold_conv(&weight, None, [&gamma, &beta, &mean, &var]).unwrap();
+        for x in [-1.5f32, 0.0, 2.0] {
+            // Channel 0: (2x - 1) / 2 * 1 + 0.5; channel 1: (-x + 2) / 1 * 3.
+            let want = [(2.0 * x - 1.0) / 2.0 + 0.5, (-x + 2.0) * 3.0];
+            for c in 0..2 {
+                let got = w.data[c] * x + b.data[c];
+                assert!((got - want[c]).abs() < 1e-5, "{got} vs {}", want[c]);
+            }
+        }
+        let short = t(vec![1], vec![1.0]);
+        assert!(fold_conv(&weight, None, [&short, &beta, &mean, &var]).is_err());
+        assert!(fold_conv(&weight, Some(&short), [&gamma, &beta, &mean, &var]).is_err());
+    }
+
+    #[test]
+    fn a_state_dict_without_the_network_is_named() {
+        let e = fold(&Weights::new()).unwrap_err();
+        assert_eq!(e, "the state dict has no '_conv_stem.weight'");
+    }
+}

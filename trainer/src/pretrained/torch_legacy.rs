@@ -354,3 +354,51 @@ fn gather(storage: &[f32], tensor: &TensorRef) -> std::result::Result<Vec<f32>, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(offset: usize, size: Vec<usize>, stride: Vec<usize>) -> TensorRef {
+        TensorRef {
+            name: "t".into(),
+            storage_type: FLOAT.into(),
+            storage_key: "0".into(),
+            offset,
+            size,
+            stride,
+        }
+    }
+
+    #[test]
+    fn tensors_are_gathered_through_their_strides() {
+        let storage: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        // Row-major 2x3 at offset 1.
+        assert_eq!(
+            gather(&storage, &tensor(1, vec![2, 3], vec![3, 1])).unwrap(),
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+        // The transpose of a row-major 3x2: stored column by column.
+        assert_eq!(
+            gather(&storage, &tensor(0, vec![2, 3], vec![1, 2])).unwrap(),
+            [0.0, 2.0, 4.0, 1.0, 3.0, 5.0]
+        );
+        assert_eq!(gather(&storage, &tensor(5, vec![], vec![])).unwrap(), [5.0]);
+        let e = gather(&storage, &tensor(4, vec![3, 3], vec![3, 1])).unwrap_err();
+        assert!(e.contains("reach element 12 of a storage of 12"), "{e}");
+    }
+
+    #[test]
+    fn other_files_are_refused() {
+        assert!(matches!(
+            read_state_dict(b"PK\x03\x04 a zip-format checkpoint"),
+            Err(LegacyTorchError::NotLegacy)
+        ));
+        let mut truncated = MAGIC_RECORD.to_vec();
+        truncated.extend_from_slice(&[0x80, 0x02, 0x4d]);
+        assert!(matches!(
+            read_state_dict(&truncated),
+            Err(LegacyTorchError::Truncated(_))
+        ));
+    }
+}
