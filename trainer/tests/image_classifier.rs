@@ -213,16 +213,25 @@ fn served_accuracy(dir: &Path, data: &LoadedDataset, size: usize, channels: usiz
     correct as f64 / val_rows.len() as f64
 }
 
-#[test]
-fn digits_cnn_reaches_90_percent_and_serves_the_same_predictions() {
+/// scikit-learn's 1797 digits rendered at 16x16 into a temporary `root/<digit>/<n>.png`; `None`
+/// (with a message: the test is skipped) when scikit-learn's data files cannot be found.
+fn digits_root() -> Option<tempfile::TempDir> {
     let Some(data_dir) = sklearn_data() else {
         println!(
             "skipped: scikit-learn's data files not found (set CERULEAN_SKLEARN_DATA or CERULEAN_VENV)"
         );
-        return;
+        return None;
     };
     let root = tempfile::tempdir().unwrap();
     assert_eq!(digits_folder(&data_dir, root.path()), 1797);
+    Some(root)
+}
+
+#[test]
+fn digits_cnn_reaches_90_percent_and_serves_the_same_predictions() {
+    let Some(root) = digits_root() else {
+        return;
+    };
     let spec = job(
         root.path(),
         "image_size = 16\nchannels = 1\nfilters = [16, 32]\nhidden = [64]",
@@ -464,14 +473,9 @@ fn pretrained_efficientnet_lite0_recognises_photos_as_imagenet_classes() {
 
 #[test]
 fn efficientnet_transfer_on_digits_reaches_90_percent_and_serves_the_same_predictions() {
-    let Some(data_dir) = sklearn_data() else {
-        println!(
-            "skipped: scikit-learn's data files not found (set CERULEAN_SKLEARN_DATA or CERULEAN_VENV)"
-        );
+    let Some(root) = digits_root() else {
         return;
     };
-    let root = tempfile::tempdir().unwrap();
-    assert_eq!(digits_folder(&data_dir, root.path()), 1797);
     let spec = job(
         root.path(),
         "architecture = \"efficientnet-lite0\"\nimage_size = 64",

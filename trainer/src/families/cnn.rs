@@ -120,15 +120,8 @@ pub(crate) fn validate_model(m: &ModelSection) -> Result<()> {
 
 /// The family training `model` with the trial's hyperparameters (`hidden` linear widths).
 pub fn family(model: &ModelSection, hyper: &Hyperparameters) -> Result<CnnFamily> {
-    let image_size = match &model.image_size {
-        None => DEFAULT_IMAGE_SIZE,
-        Some(p) => p.value().copied().ok_or_else(|| {
-            TrainError::spec(
-                "model.image_size",
-                "is swept; train each trial of JobSpec::trials()",
-            )
-        })?,
-    };
+    let image_size =
+        super::single_setting("model.image_size", &model.image_size)?.unwrap_or(DEFAULT_IMAGE_SIZE);
     Ok(CnnFamily {
         image_size,
         channels: model.channels.unwrap_or(DEFAULT_CHANNELS),

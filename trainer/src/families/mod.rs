@@ -109,6 +109,20 @@ pub trait Family {
     fn export(&self, weights: &Weights) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
+/// The single value of a model setting (a trial's, so never swept), `None` when the job leaves it
+/// out.
+pub(crate) fn single_setting<T: Copy>(
+    field: &str,
+    param: &Option<crate::spec::Param<T>>,
+) -> Result<Option<T>> {
+    match param {
+        None => Ok(None),
+        Some(p) => p.value().copied().map(Some).ok_or_else(|| {
+            TrainError::spec(field, "is swept; train each trial of JobSpec::trials()")
+        }),
+    }
+}
+
 /// The task a job trains for:
 /// - `model.task` when given (checked against the family);
 /// - `linear`: regression; `logistic`, `text-classifier`, `image-classifier`: classification;

@@ -63,14 +63,7 @@ pub fn family(
     hyper: &Hyperparameters,
     encoder: Arc<dyn TextEncoderProvider>,
 ) -> Result<TextClassifierFamily> {
-    let single = |field: &str, p: &Option<crate::spec::Param<usize>>| -> Result<Option<usize>> {
-        match p {
-            None => Ok(None),
-            Some(p) => p.value().copied().map(Some).ok_or_else(|| {
-                TrainError::spec(field, "is swept; train each trial of JobSpec::trials()")
-            }),
-        }
-    };
+    let single = super::single_setting;
     if let Some(dim) = single("model.embedding_dim", &spec.model.embedding_dim)?
         && dim != encoder.dimensions()
     {

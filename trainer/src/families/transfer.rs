@@ -97,15 +97,8 @@ pub fn family(
     hyper: &Hyperparameters,
     pretrained: Arc<PretrainedLite0>,
 ) -> Result<TransferFamily> {
-    let image_size = match &model.image_size {
-        None => DEFAULT_IMAGE_SIZE,
-        Some(p) => p.value().copied().ok_or_else(|| {
-            TrainError::spec(
-                "model.image_size",
-                "is swept; train each trial of JobSpec::trials()",
-            )
-        })?,
-    };
+    let image_size =
+        super::single_setting("model.image_size", &model.image_size)?.unwrap_or(DEFAULT_IMAGE_SIZE);
     Ok(TransferFamily {
         head: TabularFamily::new(
             "image-classifier (efficientnet-lite0)",

@@ -232,9 +232,9 @@ mod tests {
         for x in [-1.5f32, 0.0, 2.0] {
             // Channel 0: (2x - 1) / 2 * 1 + 0.5; channel 1: (-x + 2) / 1 * 3.
             let want = [(2.0 * x - 1.0) / 2.0 + 0.5, (-x + 2.0) * 3.0];
-            for c in 0..2 {
+            for (c, want) in want.iter().enumerate() {
                 let got = w.data[c] * x + b.data[c];
-                assert!((got - want[c]).abs() < 1e-5, "{got} vs {}", want[c]);
+                assert!((got - want).abs() < 1e-5, "{got} vs {want}");
             }
         }
         let short = t(vec![1], vec![1.0]);
