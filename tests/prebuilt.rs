@@ -17,6 +17,7 @@ fn models_are_pulled_listed_and_served_by_up() {
         "lid176",
         "vader-lexicon",
         "rampart-pii",
+        "efficientnet-lite0",
     ];
     for name in entries {
         assert!(

@@ -487,6 +487,122 @@ fn killed_worker_job_resumes_on_another_worker() {
     );
 }
 
+/// A sweep whose worker is killed after its first trial finished and while the second one
+/// trains: the next worker keeps the finished trial (it is not trained again), continues the
+/// second in its own child run from that run's checkpoint (one continuous history, no second run
+/// for the trial), and registers the best.
+#[test]
+fn killed_worker_sweep_keeps_finished_trials_and_resumes_the_others() {
+    let Some(data) = sklearn_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _) = start_registry(dir.path());
+    let url = registry.base_url();
+    let digits = sklearn::digits_parquet(&data, dir.path());
+    let epochs = 6;
+    let job = digits_job(&digits)
+        .replace(
+            "register_as = \"digits\"",
+            "register_as = \"digits-resumed\"",
+        )
+        .replace("epochs = 30", &format!("epochs = {epochs}"))
+        .replace("batch_size = 64", "batch_size = 2")
+        .replace("learning_rate = 0.001", "learning_rate = [0.001, 0.002]")
+        + "\n[sweep]\nstrategy = \"grid\"\nparallel = 1\n";
+    let job_file = write(dir.path(), "sweep.toml", &job);
+    let mut first = WorkerProcess::start(&url, &["--lease-seconds", "2"]);
+    let (ok, stdout, stderr) = train(&url, &["submit", job_file.to_str().unwrap()]);
+    assert!(ok, "{stdout}{stderr}");
+    let id = stdout.trim().to_string();
+    let client = client(&url);
+    let runtime = runtime();
+    let children = |parent: &str| {
+        runtime.block_on(async {
+            let experiment = runtime_experiment(&url, parent).await;
+            client
+                .search_runs(
+                    &experiment,
+                    &format!("tags.mlflow.parentRunId = '{parent}'"),
+                )
+                .await
+                .unwrap()
+        })
+    };
+    let trial_run = |runs: &[cerulean_registry::entities::Run], index: &str| {
+        runs.iter()
+            .find(|r| {
+                r.data
+                    .tags
+                    .iter()
+                    .any(|t| t.key == "cerulean.trial" && t.value == index)
+            })
+            .map(|r| r.info.run_id.clone())
+    };
+    // Kill the worker once trial 1 (trial 0 is finished by then) has checkpointed an epoch.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let parent = loop {
+        let job = runtime.block_on(client.get_job(&id)).unwrap();
+        assert!(!job.status.is_terminal(), "{job:#?}\n{}", first.log());
+        if let (Some(parent), Some(checkpoint)) = (&job.run_id, &job.checkpoint_uri)
+            && let Some(trial1) = trial_run(&children(parent), "1")
+            && checkpoint.contains(&trial1)
+        {
+            break parent.clone();
+        }
+        assert!(Instant::now() < deadline, "{job:#?}\n{}", first.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    first.kill();
+    let before = children(&parent);
+    let trial0 = trial_run(&before, "0").unwrap();
+    let trial0_history = runtime
+        .block_on(client.metric_history(&trial0, "epoch"))
+        .unwrap();
+
+    let second = WorkerProcess::start(&url, &["--lease-seconds", "2"]);
+    let done = wait_job(&url, &id, Duration::from_secs(300), |j| {
+        j.status.is_terminal()
+    });
+    assert_eq!(
+        done.status,
+        JobStatus::Succeeded,
+        "{done:#?}\n--- first worker\n{}\n--- second worker\n{}",
+        first.log(),
+        second.log()
+    );
+    assert_eq!(done.attempts, 2);
+    let log = second.log();
+    assert!(
+        log.contains("trial 0: finished by an earlier attempt"),
+        "{log}"
+    );
+    assert!(log.contains("trial 1: resuming from"), "{log}");
+    let after = children(&parent);
+    assert_eq!(after.len(), 2, "one child run per trial: {after:#?}");
+    assert_eq!(
+        runtime
+            .block_on(client.metric_history(&trial0, "epoch"))
+            .unwrap(),
+        trial0_history,
+        "the finished trial was not trained again"
+    );
+    let trial1 = trial_run(&after, "1").unwrap();
+    let history = runtime
+        .block_on(client.metric_history(&trial1, "epoch"))
+        .unwrap();
+    let mut epochs_logged: Vec<i64> = history.iter().map(|m| m.value as i64).collect();
+    epochs_logged.dedup();
+    assert_eq!(
+        epochs_logged,
+        (1..=epochs).collect::<Vec<_>>(),
+        "{history:?}"
+    );
+    let result = done.result.unwrap();
+    assert_eq!(result["model"], "digits-resumed");
+    assert_eq!(result["version"], "1");
+    let best = run_metric(&url, &parent, "best_val_accuracy");
+    assert!(best > 0.9, "{best}");
+}
+
 /// Cancel stops a running job within seconds; a GPU job on a worker without one fails with a
 /// clear error; a bad job file is refused naming its field; a sweep trains every trial as a child
 /// run and registers the best.

@@ -236,6 +236,36 @@ impl RegistryClient {
         take(value, "run")
     }
 
+    /// Every run of `experiment_id` that matches the MLflow search `filter` (e.g.
+    /// `tags.mlflow.parentRunId = '<id>'`), in the server's default order, all pages.
+    pub async fn search_runs(&self, experiment_id: &str, filter: &str) -> ClientResult<Vec<Run>> {
+        let mut runs = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let value: Value = self
+                .call(
+                    Method::POST,
+                    "/api/2.0/mlflow/runs/search",
+                    &json!({
+                        "experiment_ids": [experiment_id],
+                        "filter": filter,
+                        "max_results": 1000,
+                        "page_token": page_token,
+                    }),
+                )
+                .await?;
+            runs.extend(take_or_default::<Vec<Run>>(&value, "runs")?);
+            page_token = value
+                .get("next_page_token")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if page_token.is_none() {
+                return Ok(runs);
+            }
+        }
+    }
+
     /// Sets a run's status (`FINISHED`, `FAILED`, `KILLED`, `RUNNING`) and end time.
     pub async fn update_run(
         &self,

@@ -53,10 +53,11 @@ pub unsafe fn set_cpu_threads_at_startup() {
 }
 
 /// What a training run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainOutcome {
     /// The model files to store and register (`model.safetensors`, `model.json`); empty when the
-    /// run was cancelled.
+    /// run was cancelled. Not serialized (the worker stores them as run artifacts).
+    #[serde(skip)]
     pub files: Vec<(String, Vec<u8>)>,
     /// The validation metrics of the exported weights (`val_loss` plus `val_accuracy` and
     /// `val_macro_f1`, or `val_rmse` and `val_mae`); on cancel, those of the last completed
@@ -76,10 +77,13 @@ pub struct TrainOutcome {
     pub exported_epoch: usize,
     /// The task trained for.
     pub task: Task,
-    /// The feature columns in the order the exported model takes them.
+    /// The feature columns in the order the exported model takes them. Not serialized (the
+    /// exported `model.json` has the input).
+    #[serde(skip)]
     pub feature_names: Vec<String>,
     /// When cancelled: the state at the point of cancellation (possibly mid-epoch), which the
-    /// caller may save to resume the run later.
+    /// caller may save to resume the run later. Not serialized.
+    #[serde(skip)]
     pub resume: Option<Checkpoint>,
 }
 

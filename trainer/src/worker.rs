@@ -11,7 +11,9 @@
 //!    uploading checkpoints to the run's artifacts (resuming from the job's last one);
 //! 5. uploads the model (`model.safetensors` + `model.json`) and registers it as a new version.
 //!
-//! Sweeps train each trial as a child run, up to `parallel` at once, and register the best.
+//! Sweeps train each trial as a child run, up to `parallel` at once, and register the best; a
+//! later attempt keeps the trials an earlier one finished and resumes the others from their
+//! checkpoints ([`sweep`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,7 @@ use cerulean_registry::jobs::{FinishJob, Job, JobStatus, LeaseRequest};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoint::Checkpoint;
 use crate::context::TrainContext;
@@ -33,6 +35,8 @@ use crate::error::TrainError;
 use crate::spec::JobSpec;
 use crate::sweep::Trial;
 use crate::train::{TrainOutcome, train};
+
+mod sweep;
 
 /// How a worker reaches the registry and paces itself.
 #[derive(Debug, Clone)]
@@ -452,118 +456,6 @@ impl Worker {
                 .context("the training thread panicked")?;
         metrics.flush().await;
         Ok(outcome?)
-    }
-
-    /// Trains every trial of a sweep as a child run, `parallel` at once; the best one by the
-    /// sweep's metric. `None` when cancelled.
-    async fn sweep(
-        &self,
-        lease: &Lease,
-        spec: &JobSpec,
-        trials: Vec<Trial>,
-        data: Arc<LoadedDataset>,
-        parent: &Run,
-        logs: &LogPump,
-    ) -> anyhow::Result<Option<(Trial, TrainOutcome)>> {
-        let parallel = spec.sweep.as_ref().map_or(1, |s| s.parallel.max(1));
-        logs.line(format!(
-            "sweep: {} trials, {parallel} at a time",
-            trials.len()
-        ));
-        let semaphore = Arc::new(Semaphore::new(parallel));
-        let mut running = Vec::new();
-        for trial in trials {
-            let permit = semaphore.clone().acquire_owned().await?;
-            if lease.stop.load(Ordering::SeqCst) {
-                break;
-            }
-            let child = self.child_run(parent, &trial).await?;
-            let worker = Worker {
-                client: self.client.clone(),
-                options: self.options.clone(),
-            };
-            let (lease, data, logs) = (lease.clone(), data.clone(), logs.clone());
-            running.push(tokio::spawn(async move {
-                let result = worker
-                    .train_trial(&lease, &trial, data, None, &child, &logs)
-                    .await;
-                let status = match &result {
-                    Ok(outcome) if outcome.cancelled => "KILLED",
-                    Ok(_) => "FINISHED",
-                    Err(_) => "FAILED",
-                };
-                let _ = worker
-                    .client
-                    .update_run(&child.info.run_id, status, Some(now_ms()))
-                    .await;
-                drop(permit);
-                (trial, result)
-            }));
-        }
-        let ranking = spec.sweep.as_ref().and_then(|s| s.metric.clone());
-        let mut best: Option<(Trial, TrainOutcome, String, f64)> = None;
-        for handle in running {
-            let (trial, result) = handle.await.context("a trial's task panicked")?;
-            let outcome =
-                result.with_context(|| format!("trial {} ({:?})", trial.index, trial.swept))?;
-            if outcome.cancelled {
-                return Ok(None);
-            }
-            let (name, value, higher) = match &ranking {
-                Some(metric) => {
-                    let value = outcome.metrics.get(metric).copied().ok_or_else(|| {
-                        anyhow!(
-                            "sweep.metric: trial {} has no metric '{metric}' (it has {:?})",
-                            trial.index,
-                            outcome.metrics.keys().collect::<Vec<_>>()
-                        )
-                    })?;
-                    (metric.clone(), value, crate::higher_is_better(metric))
-                }
-                None => outcome.primary_metric.clone(),
-            };
-            logs.line(format!(
-                "trial {} {:?}: {name} = {value:.4}",
-                trial.index, trial.swept
-            ));
-            let better = best.as_ref().is_none_or(
-                |(_, _, _, b)| {
-                    if higher { value > *b } else { value < *b }
-                },
-            );
-            if better {
-                best = Some((trial, outcome, name, value));
-            }
-        }
-        if let Some((trial, _, name, value)) = &best {
-            let tags = [Tag::new("cerulean.best_trial", trial.index.to_string())];
-            let metrics = [Metric::new(format!("best_{name}"), *value, now_ms(), 0)];
-            self.client
-                .log_batch(&parent.info.run_id, &metrics, &[], &tags)
-                .await
-                .context("recording the best trial")?;
-        }
-        Ok(best.map(|(trial, outcome, _, _)| (trial, outcome)))
-    }
-
-    /// A child run of `parent` for one trial, with the trial's swept values as parameters.
-    async fn child_run(&self, parent: &Run, trial: &Trial) -> anyhow::Result<Run> {
-        let tags = [
-            Tag::new("mlflow.parentRunId", parent.info.run_id.clone()),
-            Tag::new("cerulean.trial", trial.index.to_string()),
-        ];
-        let name = format!("{}-trial-{}", parent.info.run_name, trial.index);
-        let run = self
-            .client
-            .create_run(&parent.info.experiment_id, &name, now_ms(), &tags)
-            .await
-            .context("creating a trial's run")?;
-        let params = spec_params(&trial.spec);
-        self.client
-            .log_batch(&run.info.run_id, &[], &params, &[])
-            .await
-            .context("logging a trial's parameters")?;
-        Ok(run)
     }
 
     /// Uploads the trained model to the run's artifacts and registers it.
