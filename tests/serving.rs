@@ -341,6 +341,36 @@ async fn candle_models_are_served() {
     }
 }
 
+/// `--candle-device` names where candle models compute; a GPU this build or machine cannot open
+/// stops the server at start-up with the reason.
+#[test]
+fn an_unusable_candle_device_stops_the_server_with_the_reason() {
+    let repo = tempfile::tempdir().unwrap();
+    let output = common::cerulean()
+        .args(["serve", "--model-repository", repo.path().to_str().unwrap()])
+        .args(["--http-addr", &format!("127.0.0.1:{}", common::free_port())])
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", common::free_port())])
+        .args(["--candle-device", "tpu:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("candle_device") && stderr.contains("unknown device \"tpu:0\""),
+        "{stderr}"
+    );
+    if cfg!(not(feature = "cuda")) {
+        let output = common::cerulean()
+            .args(["serve", "--model-repository", repo.path().to_str().unwrap()])
+            .args(["--candle-device", "cuda:0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("no CUDA support"), "{stderr}");
+    }
+}
+
 /// A binary-tensor request for the slow model (cheap to parse, so timings stay with the model) and
 /// the value of its `Inference-Header-Content-Length`.
 fn slow_request(rows: usize) -> (bytes::Bytes, usize) {

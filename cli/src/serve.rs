@@ -10,6 +10,7 @@ use anyhow::Context;
 use cerulean_cognitive::services::LanguageServices;
 use cerulean_models::ModelStore;
 use cerulean_serving::backend::BackendOptions;
+use cerulean_serving::backend::candle::device::DeviceSpec;
 use cerulean_serving::config::ModelDefaults;
 use cerulean_serving::metrics::Metrics;
 use cerulean_serving::registry_source::{FollowerConfig, RegistryFollower};
@@ -55,6 +56,10 @@ pub struct ServeArgs {
     /// ONNX Runtime threads across operators, per model instance [default: 1].
     #[arg(long, env = "CERULEAN_INTER_OP_THREADS")]
     pub inter_op_threads: Option<usize>,
+    /// Where candle models (those Cerulean trained) compute: `cpu`, `cuda` or `cuda:N` (a
+    /// `cuda` build) [default: cpu].
+    #[arg(long, env = "CERULEAN_CANDLE_DEVICE")]
+    pub candle_device: Option<String>,
     /// Instances of each model without an instance_group [default: number of CPUs].
     #[arg(long, env = "CERULEAN_INSTANCES")]
     pub instances: Option<usize>,
@@ -220,6 +225,11 @@ pub fn run(
                 .or(file.onnxruntime_library.clone())
                 .or_else(|| store.onnxruntime_library()),
             text_encoders: Default::default(),
+            candle_device: candle_device(
+                args.candle_device
+                    .as_deref()
+                    .or(file.candle_device.as_deref()),
+            )?,
         },
     };
     // Text classifiers name their encoder; the prebuilt MiniLM serves those that name it.
@@ -418,4 +428,15 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// The candle device the configuration names (CPU when none), opened once here so that a device
+/// that is not there stops the server at start-up rather than failing every model load.
+fn candle_device(text: Option<&str>) -> anyhow::Result<DeviceSpec> {
+    let Some(text) = text else {
+        return Ok(DeviceSpec::Cpu);
+    };
+    let spec = DeviceSpec::parse(text).context("candle_device")?;
+    spec.open().context("candle_device")?;
+    Ok(spec)
 }

@@ -93,6 +93,8 @@ pub struct ServeFileSettings {
     pub intra_op_threads: Option<usize>,
     /// ONNX Runtime inter-op threads per instance.
     pub inter_op_threads: Option<usize>,
+    /// Where candle models compute (`cpu`, `cuda`, `cuda:N`).
+    pub candle_device: Option<String>,
     /// Instances per model without an instance_group.
     pub instances: Option<usize>,
     /// max_batch_size for batchable models without one.

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::device::DeviceSpec;
+use crate::device::parse_device;
 use crate::error::{Result, TrainError};
 use crate::metrics;
 use crate::sweep::{self, Trial};
@@ -774,7 +774,7 @@ impl JobSpec {
                 }
             })?;
         }
-        DeviceSpec::parse(&t.device)?;
+        parse_device(&t.device)?;
         if t.log_every_steps == 0 {
             return Err(TrainError::spec("train.log_every_steps", "must be >= 1"));
         }

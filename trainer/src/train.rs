@@ -20,7 +20,7 @@ use candle_nn::VarMap;
 use crate::checkpoint::{BestState, Checkpoint, HostTensor, Weights};
 use crate::context::TrainContext;
 use crate::data::LoadedDataset;
-use crate::device::DeviceSpec;
+use crate::device::{open_device, parse_device};
 use crate::error::{Result, TrainError};
 use crate::families::{self, Network, Prepared, Target, resolve_task};
 use crate::metrics;
@@ -129,10 +129,10 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     trial.validate()?;
     let hyper = trial.hyperparameters()?;
-    let device_spec = DeviceSpec::parse(&trial.train.device)?;
+    let device_spec = parse_device(&trial.train.device)?;
     let task = resolve_task(&trial.model, data)?;
     let mut family = families::select(trial, &hyper, task)?;
-    let device = device_spec.open()?;
+    let device = open_device(device_spec)?;
     let seed = trial.train.seed;
     let prepared = family.prepare(data, trial.dataset.validation_split, seed, &device)?;
     if prepared.train_rows > u32::MAX as usize {

@@ -320,7 +320,7 @@ fn a_cuda_job_on_a_cpu_build_is_a_clear_error() {
     let e = train(&spec, &data, None, &mut RecordingContext::new()).unwrap_err();
     assert!(matches!(e, TrainError::Device(_)));
     assert!(
-        e.to_string().contains("this worker was built without CUDA"),
+        e.to_string().contains("this build has no CUDA support"),
         "{e}"
     );
 }

@@ -2,6 +2,7 @@
 //! `model.json` [`ModelSpec`] (architecture, signature, preprocessing, labels).
 
 pub mod cnn;
+pub mod device;
 pub mod efficientnet;
 mod image_input;
 pub mod pixels;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use self::device::DeviceSpec;
 use crate::backend::text_encoder::{TextEncoder, TextEncoderProvider, TextEncoders};
 use crate::backend::{BackendInstance, BatchInput, ModelBackend};
 use crate::datatype::DataType;
@@ -319,6 +321,8 @@ pub struct CandleModel {
     encoder: Option<(Arc<dyn TextEncoderProvider>, usize)>,
     /// An image transfer model's backbone, loaded once; its instances share the weights.
     backbone: Option<ImageBackbone>,
+    /// Where the model computes.
+    device: Device,
 }
 
 /// An image transfer model's feature extractor and the images it takes.
@@ -347,6 +351,19 @@ impl CandleModel {
     /// Loads `model.safetensors` at `path` and the `model.json` beside it; a text classifier's
     /// encoder comes from `encoders` (UNAVAILABLE, with the reason, when it is not there).
     pub fn load_with(path: &Path, encoders: &TextEncoders) -> Result<CandleModel> {
+        CandleModel::load_on(path, encoders, DeviceSpec::Cpu)
+    }
+
+    /// [`CandleModel::load_with`], computing on `device` (UNAVAILABLE, with the reason, when it
+    /// cannot be opened: no GPU, or a build without CUDA).
+    pub fn load_on(
+        path: &Path,
+        encoders: &TextEncoders,
+        device: DeviceSpec,
+    ) -> Result<CandleModel> {
+        let device = device.open().map_err(|e| {
+            ServingError::Unavailable(format!("candle device for {}: {e}", path.display()))
+        })?;
         let spec_path = path.with_file_name(SPEC_FILE);
         let spec = ModelSpec::read(&spec_path)?;
         let signature = spec.signature()?;
@@ -384,8 +401,10 @@ impl CandleModel {
                 max_pixels,
                 ..
             } => Some(ImageBackbone {
-                network: efficientnet::EfficientNetLite0::new(read_weights(path)?.pp("backbone"))
-                    .map_err(|e| {
+                network: efficientnet::EfficientNetLite0::new(
+                    read_weights(path, &device)?.pp("backbone"),
+                )
+                .map_err(|e| {
                     ServingError::Unavailable(format!(
                         "{} does not hold the efficientnet-lite0 backbone model.json names: {e}",
                         path.display()
@@ -401,10 +420,11 @@ impl CandleModel {
             signature,
             encoder,
             backbone,
+            device,
         };
         // Build one network now so that a broken file is reported at load time, not on first request.
         if let Architecture::Cnn(arch) = &model.spec.architecture {
-            cnn::load_network(&model.weights, arch)?;
+            cnn::load_network(&model.weights, arch, &model.device)?;
             return Ok(model);
         }
         model.build_network()?;
@@ -412,7 +432,7 @@ impl CandleModel {
     }
 
     fn build_network(&self) -> Result<Mlp> {
-        let vb = read_weights(&self.weights)?;
+        let vb = read_weights(&self.weights, &self.device)?;
         Mlp::new(&self.spec.architecture, vb).map_err(|e| {
             ServingError::Unavailable(format!(
                 "{} does not match model.json: {e}",
@@ -422,11 +442,11 @@ impl CandleModel {
     }
 }
 
-/// The safetensors file at `path`, read into memory, as a CPU variable builder.
-fn read_weights(path: &Path) -> Result<VarBuilder<'static>> {
+/// The safetensors file at `path`, read into memory, as a variable builder on `device`.
+fn read_weights(path: &Path, device: &Device) -> Result<VarBuilder<'static>> {
     let data = std::fs::read(path)
         .map_err(|e| ServingError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
-    VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu)
+    VarBuilder::from_buffered_safetensors(data, DType::F32, device)
         .map_err(|e| ServingError::Unavailable(format!("invalid {}: {e}", path.display())))
 }
 
@@ -464,7 +484,13 @@ impl ModelBackend for CandleModel {
 
     fn create_instance(&self) -> Result<Box<dyn BackendInstance>> {
         if let Architecture::Cnn(arch) = &self.spec.architecture {
-            return cnn::instance(&self.weights, &self.spec, arch, &self.signature);
+            return cnn::instance(
+                &self.weights,
+                &self.spec,
+                arch,
+                &self.signature,
+                &self.device,
+            );
         }
         let encoder = match &self.encoder {
             Some((provider, max_tokens)) => Some(provider.create(*max_tokens)?),
@@ -474,6 +500,7 @@ impl ModelBackend for CandleModel {
             encoder,
             backbone: self.backbone.clone(),
             network: self.build_network()?,
+            device: self.device.clone(),
             spec: self.spec.clone(),
             signature: self.signature.clone(),
         }))
@@ -548,6 +575,8 @@ struct CandleInstance {
     encoder: Option<Box<dyn TextEncoder>>,
     /// An image transfer model's feature extractor.
     backbone: Option<ImageBackbone>,
+    /// Where the model computes.
+    device: Device,
     network: Mlp,
     spec: ModelSpec,
     signature: Signature,
@@ -562,7 +591,7 @@ impl BackendInstance for CandleInstance {
         let compute = |e: candle_core::Error| ServingError::Internal(format!("candle failed: {e}"));
         let mut features: Vec<f32> = Vec::with_capacity(rows * self.network.input_dim);
         if let Some(backbone) = &self.backbone {
-            let pixels = backbone.input.pixels(input)?;
+            let pixels = backbone.input.pixels(input, &self.device)?;
             if pixels.dims()[0] != rows {
                 return Err(ServingError::BadRequest(format!(
                     "input '{}' holds {} images for {rows} rows",
@@ -621,7 +650,7 @@ impl BackendInstance for CandleInstance {
             }
         }
         let x =
-            candle_core::Tensor::from_vec(features, (rows, self.network.input_dim), &Device::Cpu)
+            candle_core::Tensor::from_vec(features, (rows, self.network.input_dim), &self.device)
                 .map_err(compute)?;
         let scores: Vec<f32> = self
             .network
@@ -820,6 +849,18 @@ pub(crate) mod tests {
             let expected: &[u8] = if want[1] > want[0] { b"yes" } else { b"no" };
             assert_eq!(labels[r], expected);
         }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_gpu_on_a_build_without_cuda_is_unavailable_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = write_mlp(dir.path(), false);
+        let err = CandleModel::load_on(&weights, &TextEncoders::default(), DeviceSpec::Cuda(0))
+            .err()
+            .unwrap();
+        assert!(matches!(err, ServingError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains("no CUDA support"), "{err}");
     }
 
     #[test]

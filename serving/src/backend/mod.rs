@@ -80,6 +80,8 @@ pub struct BackendOptions {
     /// The text encoders that text classifiers (candle, architecture `text-classifier`) may name;
     /// none by default (see [`text_encoder`]).
     pub text_encoders: text_encoder::TextEncoders,
+    /// Where the candle backend computes (CPU unless built with `cuda` and configured).
+    pub candle_device: candle::device::DeviceSpec,
 }
 
 impl Default for BackendOptions {
@@ -90,6 +92,7 @@ impl Default for BackendOptions {
             allow_spinning: false,
             onnxruntime_library: None,
             text_encoders: text_encoder::TextEncoders::default(),
+            candle_device: candle::device::DeviceSpec::Cpu,
         }
     }
 }
@@ -143,9 +146,10 @@ pub fn load(
     }
     match format {
         ModelFormat::Onnx => Ok(Box::new(onnx::OnnxModel::load(path, options)?)),
-        ModelFormat::Candle => Ok(Box::new(candle::CandleModel::load_with(
+        ModelFormat::Candle => Ok(Box::new(candle::CandleModel::load_on(
             path,
             &options.text_encoders,
+            options.candle_device,
         )?)),
     }
 }

@@ -236,11 +236,15 @@ pub(super) fn check(spec: &ModelSpec, arch: &CnnArchitecture) -> Result<()> {
 }
 
 /// Builds the network of `arch` from the weights file at `weights`.
-pub(super) fn load_network(weights: &Path, arch: &CnnArchitecture) -> Result<CnnNetwork> {
+pub(super) fn load_network(
+    weights: &Path,
+    arch: &CnnArchitecture,
+    device: &Device,
+) -> Result<CnnNetwork> {
     let data = std::fs::read(weights).map_err(|e| {
         ServingError::Unavailable(format!("cannot read {}: {e}", weights.display()))
     })?;
-    let vb = VarBuilder::from_buffered_safetensors(data, DType::F32, &Device::Cpu)
+    let vb = VarBuilder::from_buffered_safetensors(data, DType::F32, device)
         .map_err(|e| ServingError::Unavailable(format!("invalid {}: {e}", weights.display())))?;
     CnnNetwork::new(arch, vb).map_err(|e| {
         ServingError::Unavailable(format!(
@@ -256,9 +260,11 @@ pub(super) fn instance(
     spec: &ModelSpec,
     arch: &CnnArchitecture,
     signature: &Signature,
+    device: &Device,
 ) -> Result<Box<dyn BackendInstance>> {
     Ok(Box::new(CnnInstance {
-        network: load_network(weights, arch)?,
+        network: load_network(weights, arch, device)?,
+        device: device.clone(),
         arch: arch.clone(),
         labels: spec.labels.clone(),
         signature: signature.clone(),
@@ -268,6 +274,7 @@ pub(super) fn instance(
 /// One instance: the network and what its outputs need.
 struct CnnInstance {
     network: CnnNetwork,
+    device: Device,
     arch: CnnArchitecture,
     labels: Vec<String>,
     signature: Signature,
@@ -278,7 +285,7 @@ impl BackendInstance for CnnInstance {
         let input = inputs
             .first()
             .ok_or_else(|| ServingError::Internal("no input given".to_string()))?;
-        let x = self.arch.image_input().pixels(input)?;
+        let x = self.arch.image_input().pixels(input, &self.device)?;
         let rows = x.dims()[0];
         let compute = |e: candle_core::Error| ServingError::Internal(format!("candle failed: {e}"));
         let logits = self.network.forward(&x).map_err(compute)?;

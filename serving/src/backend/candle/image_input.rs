@@ -49,7 +49,7 @@ impl ImageInput {
 
     /// The pixels `[rows, C, S, S]` of a batch's input: FP32 pixels as sent, or encoded images
     /// decoded and resized (a bad image is a 400 naming the tensor and the element).
-    pub fn pixels(&self, input: &BatchInput<'_>) -> Result<Tensor> {
+    pub fn pixels(&self, input: &BatchInput<'_>, device: &Device) -> Result<Tensor> {
         let per_image = self.pixels_per_image();
         let mut pixels: Vec<f32> = Vec::new();
         let rows;
@@ -87,7 +87,7 @@ impl ImageInput {
             }
         }
         let s = self.size;
-        Tensor::from_vec(pixels, (rows, self.channels, s, s), &Device::Cpu)
+        Tensor::from_vec(pixels, (rows, self.channels, s, s), device)
             .map_err(|e| ServingError::Internal(format!("candle failed: {e}")))
     }
 }
@@ -122,11 +122,14 @@ mod tests {
         let input_spec = TensorSpec::new("image".to_string(), DataType::Fp32, vec![-1, 1, 4, 4]);
         let bytes = vec![0u8; 4 * 15];
         let e = INPUT
-            .pixels(&BatchInput {
-                spec: &input_spec,
-                shape: vec![1, 1, 4, 4],
-                parts: vec![&bytes],
-            })
+            .pixels(
+                &BatchInput {
+                    spec: &input_spec,
+                    shape: vec![1, 1, 4, 4],
+                    parts: vec![&bytes],
+                },
+                &Device::Cpu,
+            )
             .unwrap_err();
         assert!(matches!(e, ServingError::BadRequest(_)), "{e}");
         assert!(e.to_string().contains("'image'"), "{e}");
