@@ -18,6 +18,7 @@ fn models_are_pulled_listed_and_served_by_up() {
         "vader-lexicon",
         "rampart-pii",
         "efficientnet-lite0",
+        "minilm-l6-v2-weights",
     ];
     for name in entries {
         assert!(

@@ -77,6 +77,9 @@ pub struct AdamW {
     /// The constant factors as rank-0 tensors on the device: scaling by a broadcast tensor is
     /// several times faster in candle than `affine`.
     constants: Constants,
+    /// Per-element learning-rate factors (and the matching decay factors), when some parameters
+    /// learn at another rate ([`AdamW::scale_learning_rate`]).
+    factors: Option<(Tensor, Tensor)>,
 }
 
 struct Constants {
@@ -121,7 +124,33 @@ impl AdamW {
             t: 0,
             config,
             constants,
+            factors: None,
         })
+    }
+
+    /// Multiplies the learning rate (and so the decoupled weight decay) of each parameter by
+    /// `factor(name)`: e.g. a pretrained encoder fine-tuned at a smaller rate than a new head.
+    pub fn scale_learning_rate(&mut self, factor: impl Fn(&str) -> f64) -> Result<()> {
+        let total: usize = self.spans.iter().map(|(_, n)| n).sum();
+        let mut values = Vec::with_capacity(total);
+        for ((name, _), &(_, len)) in self.params.iter().zip(&self.spans) {
+            values.extend(std::iter::repeat_n(factor(name) as f32, len));
+        }
+        if values.iter().all(|&f| f == 1.0) {
+            self.factors = None;
+            return Ok(());
+        }
+        let device = self.m.device().clone();
+        let c = self.config;
+        let decay: Vec<f32> = values
+            .iter()
+            .map(|&f| (1.0 - c.learning_rate * c.weight_decay * f64::from(f)) as f32)
+            .collect();
+        self.factors = Some((
+            Tensor::from_vec(values, total, &device)?,
+            Tensor::from_vec(decay, total, &device)?,
+        ));
+        Ok(())
     }
 
     /// The settings.
@@ -166,11 +195,18 @@ impl AdamW {
             .sqrt()?
             .broadcast_div(&correction2_sqrt)?
             .broadcast_add(&k.eps)?;
-        let update = (m.broadcast_mul(&step_size)? / denominator)?;
-        let theta = if c.weight_decay == 0.0 {
-            theta
-        } else {
-            theta.broadcast_mul(&k.decay)?
+        let mut update = (m.broadcast_mul(&step_size)? / denominator)?;
+        let theta = match &self.factors {
+            Some((factors, decay)) => {
+                update = (update * factors)?;
+                if c.weight_decay == 0.0 {
+                    theta
+                } else {
+                    (theta * decay)?
+                }
+            }
+            None if c.weight_decay == 0.0 => theta,
+            None => theta.broadcast_mul(&k.decay)?,
         };
         let theta = (theta - update)?;
         for ((_, var), &(offset, len)) in self.params.iter().zip(&self.spans) {
@@ -251,6 +287,16 @@ mod tests {
     /// The same update written out in f64 by hand, over two parameters of different shapes.
     #[test]
     fn matches_the_formula() {
+        check_against_the_formula(1.0);
+    }
+
+    /// With `k` at half the learning rate (and so half the decoupled decay).
+    #[test]
+    fn a_learning_rate_factor_scales_its_parameters_only() {
+        check_against_the_formula(0.5);
+    }
+
+    fn check_against_the_formula(k_factor: f64) {
         let device = Device::Cpu;
         let w = Var::from_tensor(&Tensor::new(&[1.0f32, -2.0], &device).unwrap()).unwrap();
         let k = Var::from_tensor(&Tensor::new(&[[0.5f32, 3.0], [-1.0, 0.25]], &device).unwrap())
@@ -262,6 +308,8 @@ mod tests {
         };
         let params = vec![("w".into(), w.clone()), ("k".into(), k.clone())];
         let mut opt = AdamW::new(params, config).unwrap();
+        opt.scale_learning_rate(|name| if name == "k" { k_factor } else { 1.0 })
+            .unwrap();
         let mut theta = [1.0f64, -2.0, 0.5, 3.0, -1.0, 0.25];
         let (mut m, mut v) = ([0.0f64; 6], [0.0f64; 6]);
         for t in 1..=3 {
@@ -277,12 +325,13 @@ mod tests {
                 } else {
                     3.0 * theta[i] * theta[i]
                 };
-                theta[i] *= 1.0 - 0.1 * 0.01;
+                let lr = if i < 2 { 0.1 } else { 0.1 * k_factor };
+                theta[i] *= 1.0 - lr * 0.01;
                 m[i] = 0.9 * m[i] + 0.1 * g;
                 v[i] = 0.999 * v[i] + 0.001 * g * g;
                 let mh = m[i] / (1.0 - 0.9f64.powi(t));
                 let vh = v[i] / (1.0 - 0.999f64.powi(t));
-                theta[i] -= 0.1 * mh / (vh.sqrt() + 1e-8);
+                theta[i] -= lr * mh / (vh.sqrt() + 1e-8);
             }
         }
         let mut got = w.as_tensor().to_vec1::<f32>().unwrap();

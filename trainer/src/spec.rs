@@ -211,6 +211,14 @@ pub struct ModelSection {
     /// Tokens kept per text (`text-classifier` only). Default 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<Param<usize>>,
+    /// Trains the encoder too (`text-classifier` only): all-MiniLM-L6-v2's FP32 weights with
+    /// candle's BERT, carried by the exported model. Default false (the encoder is frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune_encoder: Option<bool>,
+    /// The encoder's learning rate when `fine_tune_encoder` is on (the head keeps
+    /// `train.learning_rate`). Default 3e-5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_learning_rate: Option<f64>,
     /// Images are resized to `image_size` x `image_size` pixels (`image-classifier` only).
     /// Default 32 for `cnn`, 224 for `efficientnet-lite0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -710,6 +718,23 @@ impl JobSpec {
         if m.activation.is_some() && !layered {
             return not_used("activation");
         }
+        if m.fine_tune_encoder.is_some() && family != ModelFamily::TextClassifier {
+            return not_used("fine_tune_encoder");
+        }
+        if let Some(rate) = m.encoder_learning_rate {
+            if m.fine_tune_encoder != Some(true) {
+                return Err(TrainError::spec(
+                    "model.encoder_learning_rate",
+                    "only used with fine_tune_encoder = true",
+                ));
+            }
+            if !(rate > 0.0 && rate <= 1.0) {
+                return Err(TrainError::spec(
+                    "model.encoder_learning_rate",
+                    format!("must be in (0, 1], got {rate}"),
+                ));
+            }
+        }
         for (field, param, family_of) in [
             (
                 "embedding_dim",
@@ -1037,6 +1062,27 @@ device = "cuda:0"
         assert!(e.starts_with("dataset.format: "), "{e}");
         let e = err(&image.replace("image_size = 96", "max_length = 3"));
         assert_eq!(e, "model.max_length: not used by family image-classifier");
+        let e = err(&image.replace("image_size = 96", "fine_tune_encoder = true"));
+        assert_eq!(
+            e,
+            "model.fine_tune_encoder: not used by family image-classifier"
+        );
+        let tuned = text.replace(
+            "max_length = 128",
+            "max_length = 128\nfine_tune_encoder = true",
+        );
+        let spec = JobSpec::from_toml(&format!("{tuned}encoder_learning_rate = 5e-5\n")).unwrap();
+        assert_eq!(spec.model.encoder_learning_rate, Some(5e-5));
+        let e = err(&format!("{text}encoder_learning_rate = 5e-5\n"));
+        assert_eq!(
+            e,
+            "model.encoder_learning_rate: only used with fine_tune_encoder = true"
+        );
+        let e = err(&format!("{tuned}encoder_learning_rate = 0.0\n"));
+        assert!(
+            e.starts_with("model.encoder_learning_rate: must be in (0, 1]"),
+            "{e}"
+        );
     }
 
     #[test]

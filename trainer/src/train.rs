@@ -154,6 +154,7 @@ pub fn train(
             ..AdamWConfig::default()
         },
     )?;
+    optimizer.scale_learning_rate(|name| family.learning_rate_factor(name))?;
     let fingerprint = fingerprint(trial, data);
     let mut state = State {
         epoch: 0,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cerulean_cognitive::text_encoder::MiniLmProvider;
 use cerulean_models::ModelStore;
-use cerulean_serving::backend::candle::{Architecture, CandleModel, ModelSpec};
+use cerulean_serving::backend::candle::{Architecture, CandleModel, ModelSpec, bert};
 use cerulean_serving::backend::text_encoder::TextEncoders;
 use cerulean_serving::backend::{BackendOptions, BatchInput, ModelBackend};
 use cerulean_serving::tensor::{BytesElements, encode_bytes_elements};
@@ -103,6 +103,7 @@ fn a_text_classifier_learns_sentiment_and_serves_it() {
         encoder,
         max_length,
         head,
+        ..
     } = &spec_json.architecture
     else {
         panic!("{:?}", spec_json.architecture)
@@ -194,5 +195,172 @@ fn an_mlp_head_exports_its_layers_and_the_encoder_width_is_fixed() {
     assert!(
         err.contains("model.embedding_dim") && err.contains("384"),
         "{err}"
+    );
+}
+
+/// With `fine_tune_encoder = true` the encoder trains with the head (candle's BERT over
+/// all-MiniLM-L6-v2's FP32 weights); the exported model carries its encoder, so it serves with
+/// no server-side encoder, predicting what the trainer validated.
+#[test]
+fn a_fine_tuned_encoder_learns_sentiment_and_is_carried_by_the_model() {
+    // First, the candle BERT reproduces the prebuilt ONNX MiniLM (int8) on the same sentences.
+    let store = ModelStore::from_env();
+    let installed = |entry: &str, file: &str| {
+        store.installed_file(entry, file).unwrap_or_else(|| {
+            panic!("{entry}/{file}: run `cerulean models pull` first (or set CERULEAN_HOME)")
+        })
+    };
+    let weights = installed("minilm-l6-v2-weights", "model.safetensors");
+    let device = candle_core::Device::Cpu;
+    let config = bert::read_config(
+        &std::fs::read(installed("minilm-l6-v2-tokenizer", "config.json")).unwrap(),
+    )
+    .unwrap();
+    let pretrained = candle_core::safetensors::load(&weights, &device).unwrap();
+    let candle_bert = bert::BertEncoder::new(
+        candle_nn::VarBuilder::from_tensors(pretrained.clone(), candle_core::DType::F32, &device),
+        &config,
+    )
+    .unwrap();
+    let tokenizer =
+        bert::read_tokenizer(&installed("minilm-l6-v2-tokenizer", "tokenizer.json"), 64).unwrap();
+    let sentences = [
+        "The staff were friendly and the room was spotless.",
+        "I will never order from this shop again.",
+        "The meeting is moved to Thursday afternoon.",
+    ];
+    let ids = bert::token_ids(&tokenizer, &sentences, &device).unwrap();
+    let ours: Vec<Vec<f32>> = candle_bert.embed(&ids).unwrap().to_vec2().unwrap();
+    let onnx = encoders()
+        .get("all-MiniLM-L6-v2")
+        .unwrap()
+        .create(64)
+        .unwrap()
+        .encode(&sentences)
+        .unwrap();
+    for (i, row) in ours.iter().enumerate() {
+        let cosine: f32 = row
+            .iter()
+            .zip(&onnx[i * 384..(i + 1) * 384])
+            .map(|(a, b)| a * b)
+            .sum();
+        assert!(
+            cosine > 0.97,
+            "sentence {i}: cosine {cosine} with the ONNX encoder"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sentiment.jsonl");
+    std::fs::write(&path, sentiment::jsonl()).unwrap();
+    let spec = JobSpec::from_toml(&format!(
+        r#"
+name = "sentiment-fine-tuned"
+[dataset]
+uri = "file://{}"
+format = "jsonl"
+label = "label"
+text_column = "text"
+validation_split = 0.25
+[model]
+family = "text-classifier"
+fine_tune_encoder = true
+max_length = 64
+[train]
+seed = 3
+epochs = 8
+batch_size = 16
+learning_rate = 0.01
+"#,
+        path.display()
+    ))
+    .unwrap();
+    let data = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(load_dataset(&spec.dataset))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut ctx = RecordingContext::new();
+    let outcome = train(&spec, &data, None, &mut ctx).unwrap_or_else(|e| {
+        panic!(
+            "{e}: run `cerulean models pull` first (or set CERULEAN_HOME to where they were pulled)"
+        )
+    });
+    let accuracy = outcome.metrics["val_accuracy"];
+    println!(
+        "fine-tuned: held-out accuracy {accuracy:.3} after {} epochs in {:.1}s; {}",
+        outcome.epochs_run,
+        started.elapsed().as_secs_f64(),
+        ctx.lines[0]
+    );
+    assert!(accuracy >= 0.8, "held-out accuracy {accuracy}");
+
+    let names: Vec<&str> = outcome.files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "model.safetensors",
+            "model.json",
+            "tokenizer.json",
+            "encoder_config.json"
+        ]
+    );
+    let model_dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in &outcome.files {
+        std::fs::write(model_dir.path().join(name), bytes).unwrap();
+    }
+    let spec_json: ModelSpec = serde_json::from_slice(&outcome.files[1].1).unwrap();
+    assert!(matches!(
+        spec_json.architecture,
+        Architecture::TextClassifier {
+            fine_tuned: true,
+            ..
+        }
+    ));
+
+    // The encoder changed: the exported weights differ from the pretrained ones.
+    let exported = candle_core::safetensors::load(
+        model_dir.path().join("model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let key = "encoder.layer.0.attention.self.query.weight";
+    let before = &pretrained[key];
+    let after = &exported[&format!("encoder.{key}")];
+    let change = (after - before)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(change > 0.0, "the encoder was trained");
+
+    // Served with no encoder registered: the model brings its own.
+    let model = CandleModel::load(&model_dir.path().join("model.safetensors")).unwrap();
+    let (_, val_rows) = cerulean_lake::split(data.rows, 0.25, 3).unwrap();
+    let (_, truth) = data.label.values.classes().unwrap();
+    let texts = &data.text.as_ref().unwrap().values;
+    let val_texts: Vec<&str> = val_rows.iter().map(|&r| texts[r].as_str()).collect();
+    let out = serve(&model, &val_texts);
+    let classes: Vec<i64> = out[1]
+        .data
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let correct = val_rows
+        .iter()
+        .zip(&classes)
+        .filter(|(r, c)| truth[**r] as i64 == **c)
+        .count();
+    let served_accuracy = correct as f64 / val_rows.len() as f64;
+    assert!(
+        (served_accuracy - accuracy).abs() < 1e-9,
+        "served {served_accuracy}, trained {accuracy}"
     );
 }

@@ -1,6 +1,7 @@
 //! The candle backend: models Cerulean trains itself, stored as `model.safetensors` beside a
 //! `model.json` [`ModelSpec`] (architecture, signature, preprocessing, labels).
 
+pub mod bert;
 pub mod cnn;
 pub mod device;
 pub mod efficientnet;
@@ -88,6 +89,11 @@ pub enum Architecture {
         max_length: usize,
         /// The network over the embeddings.
         head: Box<Architecture>,
+        /// Whether the encoder was fine-tuned: then the model carries it (see [`bert`]: weights
+        /// under `encoder.`, a tokenizer and a BERT configuration beside) instead of naming one
+        /// the server provides.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fine_tuned: bool,
     },
     /// An image classifier: a small convolutional network (see [`cnn`]).
     Cnn(cnn::CnnArchitecture),
@@ -372,6 +378,23 @@ impl CandleModel {
                 encoder,
                 max_length,
                 head,
+                fine_tuned: true,
+            } => {
+                let provider: Arc<dyn TextEncoderProvider> = Arc::new(bert::CarriedEncoder::load(
+                    encoder,
+                    path,
+                    read_weights(path, &device)?,
+                    *max_length,
+                    &device,
+                )?);
+                check_head_width(head, encoder, provider.dimensions())?;
+                Some((provider, *max_length))
+            }
+            Architecture::TextClassifier {
+                encoder,
+                max_length,
+                head,
+                fine_tuned: false,
             } => {
                 let provider = encoders.get(encoder).ok_or_else(|| {
                     ServingError::Unavailable(format!(
@@ -381,15 +404,7 @@ impl CandleModel {
                         encoders.names()
                     ))
                 })?;
-                if let Architecture::Mlp { input_dim, .. } = head.as_ref()
-                    && *input_dim != provider.dimensions()
-                {
-                    return Err(ServingError::Unavailable(format!(
-                        "model.json: the head reads {input_dim} values but encoder '{encoder}' \
-                         gives {}",
-                        provider.dimensions()
-                    )));
-                }
+                check_head_width(head, encoder, provider.dimensions())?;
                 Some((provider, *max_length))
             }
             _ => None,
@@ -439,6 +454,19 @@ impl CandleModel {
                 self.weights.display()
             ))
         })
+    }
+}
+
+/// Checks that a text classifier's head reads what its encoder gives.
+fn check_head_width(head: &Architecture, encoder: &str, dimensions: usize) -> Result<()> {
+    match head {
+        Architecture::Mlp { input_dim, .. } if *input_dim != dimensions => {
+            Err(ServingError::Unavailable(format!(
+                "model.json: the head reads {input_dim} values but encoder '{encoder}' gives \
+                 {dimensions}"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -882,6 +910,68 @@ pub(crate) mod tests {
         .unwrap();
         let err = CandleModel::load(&weights).err().unwrap();
         assert!(matches!(err, ServingError::Unavailable(_)), "{err}");
+    }
+
+    #[test]
+    fn image_transfer_specs_are_checked() {
+        let t = |name: &str, datatype: &str, shape: Vec<i64>| TensorSpecJson {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape,
+        };
+        let spec = |input_dim: usize, image_size: usize, input: TensorSpecJson| ModelSpec {
+            architecture: Architecture::ImageTransfer {
+                backbone: Backbone::EfficientnetLite0,
+                image_size,
+                max_pixels: 100,
+                head: Box::new(Architecture::Mlp {
+                    input_dim,
+                    hidden: vec![],
+                    output_dim: 2,
+                    activation: Activation::Relu,
+                    output_activation: OutputActivation::Softmax,
+                }),
+            },
+            inputs: vec![input],
+            outputs: vec![t("probabilities", "FP32", vec![-1, 2])],
+            preprocessing: Preprocessing::None,
+            labels: vec![],
+        };
+        assert!(
+            spec(1280, 64, t("image", "FP32", vec![-1, 3, 64, 64]))
+                .check()
+                .is_ok()
+        );
+        assert!(
+            spec(1280, 64, t("image", "BYTES", vec![-1, 1]))
+                .check()
+                .is_ok()
+        );
+        let e = spec(1280, 64, t("image", "FP32", vec![-1, 1, 64, 64]))
+            .check()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("must be FP32 [-1, 3, 64, 64]"),
+            "{e}"
+        );
+        let e = spec(10, 64, t("image", "BYTES", vec![-1, 1]))
+            .check()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the head reads 10 values but backbone efficientnet-lite0 gives 1280"),
+            "{e}"
+        );
+        let e = spec(1280, 16, t("image", "BYTES", vec![-1, 1]))
+            .check()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("image_size must be between 32"),
+            "{e}"
+        );
+        let json = serde_json::to_value(spec(1280, 64, t("image", "BYTES", vec![-1, 1]))).unwrap();
+        assert_eq!(json["architecture"]["family"], "image-transfer");
+        assert_eq!(json["architecture"]["backbone"], "efficientnet-lite0");
     }
 
     #[test]

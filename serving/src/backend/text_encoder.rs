@@ -110,6 +110,7 @@ mod tests {
             encoder: "counts".into(),
             max_length: 16,
             head: Box::new(spec.architecture),
+            fine_tuned: false,
         };
         spec.inputs = vec![TensorSpecJson {
             name: "TEXT".into(),

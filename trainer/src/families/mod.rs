@@ -14,10 +14,12 @@
 //!   export.
 //! - [`cnn`]: `image-classifier`, a small convolutional network over an image folder.
 //! - [`text`]: `text-classifier`, the tabular head over a frozen sentence encoder's embeddings.
+//! - [`fine_tune`]: `text-classifier` with `fine_tune_encoder = true`, the encoder trained too.
 //! - [`transfer`]: `image-classifier` with `architecture = "efficientnet-lite0"`, the tabular
 //!   head over the frozen EfficientNet-Lite0's image features.
 
 pub mod cnn;
+pub mod fine_tune;
 pub mod linear;
 pub mod mlp;
 pub mod tabular;
@@ -107,6 +109,11 @@ pub trait Family {
     fn build(&self, varmap: &VarMap, device: &Device, seed: u64) -> Result<Box<dyn Network>>;
     /// The files that serve the trained `weights` (e.g. `model.safetensors` and `model.json`).
     fn export(&self, weights: &Weights) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The factor on the job's learning rate for the parameter `name` (1 unless the family
+    /// trains some parameters at another rate, e.g. a fine-tuned encoder).
+    fn learning_rate_factor(&self, _name: &str) -> f64 {
+        1.0
+    }
 }
 
 /// The single value of a model setting (a trial's, so never swept), `None` when the job leaves it
@@ -174,6 +181,9 @@ pub fn select(spec: &JobSpec, hyper: &Hyperparameters, task: Task) -> Result<Box
             hyper.activation,
             task,
         ))),
+        ModelFamily::TextClassifier if spec.model.fine_tune_encoder == Some(true) => Ok(Box::new(
+            fine_tune::family(spec, hyper, fine_tune::pretrained_from_store()?)?,
+        )),
         ModelFamily::TextClassifier => Ok(Box::new(text::family(
             spec,
             hyper,

@@ -65,6 +65,13 @@ impl TabularFamily {
         export::tabular_parts(&self.export_model(shape), weights)
     }
 
+    /// The training features' per-feature mean and standard deviation (after
+    /// [`Family::prepare`]), which the exported model applies to its input.
+    pub fn standardization(&self) -> Result<(&[f32], &[f32])> {
+        let shape = self.shape()?;
+        Ok((&shape.mean, &shape.std))
+    }
+
     /// [`TabularFamily::export_parts`] before encoding: the head's tensors and the spec.
     pub fn export_tensors(&self, weights: &Weights) -> Result<(Weights, export::ModelSpec)> {
         let shape = self.shape()?;

@@ -63,30 +63,7 @@ pub fn family(
     hyper: &Hyperparameters,
     encoder: Arc<dyn TextEncoderProvider>,
 ) -> Result<TextClassifierFamily> {
-    let single = super::single_setting;
-    if let Some(dim) = single("model.embedding_dim", &spec.model.embedding_dim)?
-        && dim != encoder.dimensions()
-    {
-        return Err(TrainError::spec(
-            "model.embedding_dim",
-            format!(
-                "the {} encoder gives {} values per text, not {dim} (leave it out)",
-                encoder.name(),
-                encoder.dimensions()
-            ),
-        ));
-    }
-    let max_length =
-        single("model.max_length", &spec.model.max_length)?.unwrap_or(DEFAULT_MAX_LENGTH);
-    if max_length > MAX_LENGTH {
-        return Err(TrainError::spec(
-            "model.max_length",
-            format!(
-                "the {} encoder reads at most {MAX_LENGTH} tokens",
-                encoder.name()
-            ),
-        ));
-    }
+    let max_length = encoder_settings(spec, encoder.name(), encoder.dimensions())?;
     Ok(TextClassifierFamily {
         head: TabularFamily::new(
             "text-classifier",
@@ -97,6 +74,31 @@ pub fn family(
         encoder,
         max_length,
     })
+}
+
+/// Checks `model.embedding_dim` against the encoder's width and returns `model.max_length`
+/// (default [`DEFAULT_MAX_LENGTH`], at most [`MAX_LENGTH`]).
+pub(crate) fn encoder_settings(spec: &JobSpec, encoder: &str, dimensions: usize) -> Result<usize> {
+    let single = super::single_setting;
+    if let Some(dim) = single("model.embedding_dim", &spec.model.embedding_dim)?
+        && dim != dimensions
+    {
+        return Err(TrainError::spec(
+            "model.embedding_dim",
+            format!(
+                "the {encoder} encoder gives {dimensions} values per text, not {dim} (leave it out)"
+            ),
+        ));
+    }
+    let max_length =
+        single("model.max_length", &spec.model.max_length)?.unwrap_or(DEFAULT_MAX_LENGTH);
+    if max_length > MAX_LENGTH {
+        return Err(TrainError::spec(
+            "model.max_length",
+            format!("the {encoder} encoder reads at most {MAX_LENGTH} tokens"),
+        ));
+    }
+    Ok(max_length)
 }
 
 /// The embeddings of `texts`, row-major, computed in chunks by one encoder instance.
@@ -176,6 +178,7 @@ impl Family for TextClassifierFamily {
             encoder: self.encoder.name().to_owned(),
             max_length: self.max_length,
             head: Box::new(spec.architecture),
+            fine_tuned: false,
         };
         spec.inputs = vec![TensorSpecJson {
             name: TEXT_INPUT.to_owned(),
