@@ -424,6 +424,24 @@ fn sklearn_jobs_train_register_and_serve() {
     }
 }
 
+/// Starts a second worker for the job `id`, whose first worker was killed, and waits until the
+/// job succeeded on its second attempt.
+fn take_over(url: &str, id: &str, first: &WorkerProcess) -> (WorkerProcess, Job) {
+    let second = WorkerProcess::start(url, &["--lease-seconds", "2"]);
+    let done = wait_job(url, id, Duration::from_secs(300), |j| {
+        j.status.is_terminal()
+    });
+    assert_eq!(
+        done.status,
+        JobStatus::Succeeded,
+        "{done:#?}\n--- first worker\n{}\n--- second worker\n{}",
+        first.log(),
+        second.log()
+    );
+    assert_eq!(done.attempts, 2);
+    (second, done)
+}
+
 /// A worker killed with SIGKILL mid-training: its lease expires, another worker resumes the job
 /// from the last checkpoint, and the run shows one continuous history.
 #[test]
@@ -454,18 +472,7 @@ fn killed_worker_job_resumes_on_another_worker() {
         first.log()
     );
     first.kill();
-    let second = WorkerProcess::start(&url, &["--lease-seconds", "2"]);
-    let done = wait_job(&url, &id, Duration::from_secs(300), |j| {
-        j.status.is_terminal()
-    });
-    assert_eq!(
-        done.status,
-        JobStatus::Succeeded,
-        "{done:#?}\n--- first worker\n{}\n--- second worker\n{}",
-        first.log(),
-        second.log()
-    );
-    assert_eq!(done.attempts, 2);
+    let (second, done) = take_over(&url, &id, &first);
     assert!(second.log().contains("resuming from"), "{}", second.log());
 
     // One continuous history: every epoch's metrics are there, in order, on the one run.
@@ -558,18 +565,7 @@ fn killed_worker_sweep_keeps_finished_trials_and_resumes_the_others() {
         .block_on(client.metric_history(&trial0, "epoch"))
         .unwrap();
 
-    let second = WorkerProcess::start(&url, &["--lease-seconds", "2"]);
-    let done = wait_job(&url, &id, Duration::from_secs(300), |j| {
-        j.status.is_terminal()
-    });
-    assert_eq!(
-        done.status,
-        JobStatus::Succeeded,
-        "{done:#?}\n--- first worker\n{}\n--- second worker\n{}",
-        first.log(),
-        second.log()
-    );
-    assert_eq!(done.attempts, 2);
+    let (second, done) = take_over(&url, &id, &first);
     let log = second.log();
     assert!(
         log.contains("trial 0: finished by an earlier attempt"),

@@ -1,7 +1,8 @@
 //! Cerulean's training core: job specs and sweeps ([`JobSpec`], [`Trial`]), datasets from the
 //! lake ([`load_dataset`]), candle model families for tabular data (`linear`, `logistic`, `mlp`),
-//! text (`text-classifier`: a head on the prebuilt MiniLM encoder) and image folders
-//! (`image-classifier`, a small CNN; see [`images`]),
+//! text (`text-classifier`: a head on the prebuilt MiniLM encoder, frozen or fine-tuned) and
+//! image folders (`image-classifier`: a small CNN, or a head on the pretrained EfficientNet-Lite0
+//! read by [`pretrained`]; see [`images`]),
 //! a checkpointable AdamW ([`AdamW`]), the training loop with metrics, early stopping,
 //! checkpoints and cancellation ([`train()`]), and export to the files the serving crate's candle
 //! backend serves ([`export`]).

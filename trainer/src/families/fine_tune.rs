@@ -36,7 +36,7 @@ use crate::data::LoadedDataset;
 use crate::error::{Result, TrainError};
 use crate::export::{self, Architecture, TensorSpecJson};
 use crate::families::tabular::TabularFamily;
-use crate::families::text::{TEXT_INPUT, encoder_settings};
+use crate::families::text::{TEXT_INPUT, encoder_settings, text_column};
 use crate::families::{Family, Network, Prepared};
 use crate::spec::{Hyperparameters, JobSpec, Task};
 
@@ -181,12 +181,7 @@ impl Family for FineTunedTextFamily {
         seed: u64,
         device: &Device,
     ) -> Result<Prepared> {
-        let text = data.text.as_ref().ok_or_else(|| {
-            TrainError::spec(
-                "dataset.text_column",
-                "is required for family text-classifier",
-            )
-        })?;
+        let text = text_column(data)?;
         let refs: Vec<&str> = text.values.iter().map(String::as_str).collect();
         let ids = bert::token_ids(&self.tokenizer, &refs, device).map_err(TrainError::data)?;
         // The pretrained encoder's embeddings give the head's standardisation (and split).

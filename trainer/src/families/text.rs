@@ -76,6 +76,16 @@ pub fn family(
     })
 }
 
+/// The text column a text classifier reads (`dataset.text_column`).
+pub(crate) fn text_column(data: &LoadedDataset) -> Result<&crate::data::TextColumn> {
+    data.text.as_ref().ok_or_else(|| {
+        TrainError::spec(
+            "dataset.text_column",
+            "is required for family text-classifier",
+        )
+    })
+}
+
 /// Checks `model.embedding_dim` against the encoder's width and returns `model.max_length`
 /// (default [`DEFAULT_MAX_LENGTH`], at most [`MAX_LENGTH`]).
 pub(crate) fn encoder_settings(spec: &JobSpec, encoder: &str, dimensions: usize) -> Result<usize> {
@@ -140,12 +150,7 @@ impl Family for TextClassifierFamily {
         seed: u64,
         device: &Device,
     ) -> Result<Prepared> {
-        let text = data.text.as_ref().ok_or_else(|| {
-            TrainError::spec(
-                "dataset.text_column",
-                "is required for family text-classifier",
-            )
-        })?;
+        let text = text_column(data)?;
         let dim = self.encoder.dimensions();
         // The head sees the embeddings as its features (the texts are copied once more with
         // the rest of the dataset, then dropped; they are small beside the embeddings).
