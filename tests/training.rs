@@ -836,4 +836,41 @@ fn up_trains_in_process_and_serves_the_model() {
         json!(["positive", "negative"]),
         "{labels}"
     );
+
+    // The same with the encoder fine-tuned: the registered version carries its encoder, tokenizer
+    // and configuration, and the server's follower brings them down and serves it.
+    let tuned = spec
+        .replace("sentiment-up", "sentiment-tuned")
+        .replace(
+            "family = \"text-classifier\"\n",
+            "family = \"text-classifier\"\nfine_tune_encoder = true\nmax_length = 32\n",
+        )
+        .replace("epochs = 40", "epochs = 8");
+    let tuned_file = write(dir.path(), "tuned.toml", &tuned);
+    let (ok, stdout, stderr) = train(
+        &server.base_url(),
+        &["submit", tuned_file.to_str().unwrap(), "--wait"],
+    );
+    assert!(ok, "{stdout}\n{stderr}\n{}", server.log());
+    assert!(stdout.contains("all-MiniLM-L6-v2 fine-tuned"), "{stdout}");
+    server.wait_model_ready("sentiment-tuned", Duration::from_secs(60));
+    let labels: Value = runtime.block_on(async {
+        http_client()
+            .post(format!(
+                "http://{}/v2/models/sentiment-tuned/infer",
+                server.http
+            ))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        labels["outputs"][0]["data"],
+        json!(["positive", "negative"]),
+        "{labels}"
+    );
 }
