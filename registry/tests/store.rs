@@ -73,7 +73,7 @@ async fn experiments(s: S) {
     assert_eq!(d.name, "Default");
     assert_eq!(d.lifecycle_stage, "active");
     assert_eq!(d.artifact_location, "mlflow-artifacts:/0");
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
 
     let id = s
         .create_experiment(CreateExperiment {
@@ -1692,7 +1692,7 @@ async fn sqlite_migration_2_upgrades_a_trigger_database() {
     let s = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     let run = s.get_run("r1").await.unwrap();
     let m = &run.data.metrics[0];
     assert_eq!((m.key.as_str(), m.step, m.value), ("loss", 3, 0.5));
@@ -1747,7 +1747,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
             .unwrap(),
     );
     assert!(dir.path().join("nested/dir/r.db").exists());
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     let exp = new_experiment(&a, "shared").await;
     let run = new_run(&a, &exp, "r").await;
     new_model(&a, "shared").await;
@@ -1781,7 +1781,7 @@ async fn sqlite_reopen_and_two_writers_on_one_file() {
     let c = SqlStore::connect(&uri, StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     for n in 0..2 {
         let h = c
             .get_metric_history(&run, &format!("s{n}"), None, None)
@@ -2049,6 +2049,96 @@ async fn sqlite_rows(path: &std::path::Path, table: &str) -> i64 {
     n
 }
 
+/// How many metric values the merges packed into `metric_chunks` (exact duplicates included:
+/// history reads drop them).
+async fn sqlite_packed_values(path: &std::path::Path) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let n =
+        sqlx::query_scalar("SELECT COALESCE(SUM(json_array_length(data)), 0) FROM metric_chunks")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+/// A database of the previous layout (metric history as one indexed `metrics` row per value,
+/// migration 4) keeps every value when migration 5 packs history into chunks: merged and staged
+/// values alike, exact duplicates still one, the first logged kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_history_survives_the_move_to_chunks() {
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let s = sqlite_store_without_background_merge(&path).await;
+    let exp = new_experiment(&s, "upgrade").await;
+    let run = new_run(&s, &exp, "r").await;
+    s.close().await;
+    drop(s);
+    // Back to migration 4's tables: `metrics` with its identity index holds merged values, the
+    // staging table (a plain rowid) one more value and a duplicate of a merged one.
+    {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        conn.execute(
+            format!(
+                "DROP TABLE metric_chunks; DROP TABLE metrics_staging; \
+                 CREATE TABLE metrics (id INTEGER PRIMARY KEY, run_uuid TEXT NOT NULL, \
+                 key TEXT NOT NULL, value REAL NOT NULL, is_nan INTEGER NOT NULL DEFAULT 0, \
+                 timestamp INTEGER NOT NULL, step INTEGER NOT NULL DEFAULT 0, model_id TEXT, \
+                 dataset_name TEXT, dataset_digest TEXT); \
+                 CREATE UNIQUE INDEX metrics_identity ON metrics \
+                 (run_uuid, key, timestamp, step, value, is_nan); \
+                 CREATE TABLE metrics_staging (id INTEGER PRIMARY KEY, run_uuid TEXT NOT NULL, \
+                 key TEXT NOT NULL, value REAL NOT NULL, is_nan INTEGER NOT NULL DEFAULT 0, \
+                 timestamp INTEGER NOT NULL, step INTEGER NOT NULL DEFAULT 0, model_id TEXT, \
+                 dataset_name TEXT, dataset_digest TEXT); \
+                 INSERT INTO metrics (run_uuid, key, value, timestamp, step, dataset_name) VALUES \
+                 ('{run}', 'loss', 0.5, 10, 1, 'merged'), ('{run}', 'loss', 0.25, 20, 2, NULL); \
+                 INSERT INTO metrics_staging (run_uuid, key, value, timestamp, step, dataset_name) \
+                 VALUES ('{run}', 'loss', 0.5, 10, 1, 'staged'), ('{run}', 'loss', 0.1, 30, 3, NULL); \
+                 DELETE FROM cerulean_migrations WHERE version = 5;"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let s = sqlite_store_without_background_merge(&path).await;
+    // The store merged at open: everything is packed.
+    assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
+    assert_eq!(sqlite_packed_values(&path).await, 4);
+    let history = paged_history(&s, &run, "loss", 2).await;
+    let got: Vec<(i64, i64, f64)> = history
+        .iter()
+        .map(|m| (m.timestamp, m.step, m.value))
+        .collect();
+    assert_eq!(got, vec![(10, 1, 0.5), (20, 2, 0.25), (30, 3, 0.1)]);
+    assert_eq!(history[0].dataset_name.as_deref(), Some("merged"));
+    // New values go on after the old ones, and the old table is gone.
+    s.log_metric(&run, Metric::new("loss", 0.05, 40, 4))
+        .await
+        .unwrap();
+    assert_eq!(paged_history(&s, &run, "loss", 2).await.len(), 4);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let old: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(old, 0);
+    conn.close().await.unwrap();
+    s.close().await;
+}
+
 /// A series' whole history, read a page of `page` at a time.
 async fn paged_history(s: &S, run: &str, key: &str, page: i64) -> Vec<Metric> {
     let mut out = Vec::new();
@@ -2066,7 +2156,7 @@ async fn paged_history(s: &S, run: &str, key: &str, page: i64) -> Vec<Metric> {
     }
 }
 
-/// Metric history reads the same whether values are staged or merged into `metrics`: exact
+/// Metric history reads the same whether values are staged or packed into `metric_chunks`: exact
 /// duplicates (within a batch, across calls, across staged and merged values) are one, the
 /// first logged one kept, in (timestamp, step, value) order, paged alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2116,7 +2206,7 @@ async fn sqlite_history_reads_staged_and_merged_values_alike() {
     )
     .await
     .unwrap();
-    assert_eq!(sqlite_rows(&path, "metrics").await, 0);
+    assert_eq!(sqlite_packed_values(&path).await, 0);
     assert_eq!(sqlite_rows(&path, "metrics_staging").await, 10);
 
     let staged = s
@@ -2145,7 +2235,8 @@ async fn sqlite_history_reads_staged_and_merged_values_alike() {
 
     assert_eq!(s.merge_staged_metrics().await.unwrap(), 10);
     assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
-    assert_eq!(sqlite_rows(&path, "metrics").await, 7);
+    // All 10 values are packed; history shows the 7 distinct ones.
+    assert_eq!(sqlite_packed_values(&path).await, 10);
     let merged = s
         .get_metric_history(&run, "loss", None, None)
         .await
@@ -2189,7 +2280,7 @@ async fn sqlite_history_reads_staged_and_merged_values_alike() {
     assert_eq!(s.merge_staged_metrics().await.unwrap(), 4);
     let after = paged_history(&s, &run, "loss", 3).await;
     assert_eq!(format!("{after:?}"), format!("{mixed:?}"));
-    assert_eq!(sqlite_rows(&path, "metrics").await, 8);
+    assert_eq!(sqlite_packed_values(&path).await, 14);
     // The latest value was kept synchronously all along.
     let latest = s.get_run(&run).await.unwrap().data.metrics;
     let loss = latest.iter().find(|m| m.key == "loss").unwrap();
@@ -2227,7 +2318,7 @@ async fn sqlite_staged_values_are_merged_at_open_and_close() {
     }
     let s = sqlite_store_without_background_merge(&path).await;
     assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
-    assert_eq!(sqlite_rows(&path, "metrics").await, 50);
+    assert_eq!(sqlite_packed_values(&path).await, 50);
     let h = paged_history(&s, &run, "m", 7).await;
     assert_eq!(h.len(), 50);
     assert!(h.iter().enumerate().all(|(i, m)| m.step == i as i64));
@@ -2238,7 +2329,7 @@ async fn sqlite_staged_values_are_merged_at_open_and_close() {
     assert_eq!(sqlite_rows(&path, "metrics_staging").await, 1);
     s.close().await;
     assert_eq!(sqlite_rows(&path, "metrics_staging").await, 0);
-    assert_eq!(sqlite_rows(&path, "metrics").await, 51);
+    assert_eq!(sqlite_packed_values(&path).await, 51);
 }
 
 /// The background merge moves staged values on its own (by row count and by time), and a
@@ -2294,7 +2385,8 @@ async fn sqlite_background_merge() {
         assert!(waited < 200, "the background merge did not run");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(sqlite_rows(&path, "metrics").await, 2000);
+    // Every value twice, packed as logged; history shows each once.
+    assert_eq!(sqlite_packed_values(&path).await, 2200);
     assert_eq!(paged_history(&s, &run, "k0", 33).await.len(), 200);
     s.close().await;
 }

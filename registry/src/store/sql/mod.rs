@@ -29,7 +29,12 @@ use crate::entities::{
 use crate::error::{RegistryError, Result};
 use crate::jobs::{FinishJob, HeartbeatReply, Job, JobLogLine, LeaseRequest, ListJobs, SubmitJob};
 
+mod checkpoint;
+mod columns;
 mod datasets;
+mod direct;
+mod group_commit;
+mod history;
 mod jobs;
 mod logged;
 mod registry;
@@ -67,11 +72,14 @@ pub struct StoreOptions {
     /// How long a request waits for a connection before `TEMPORARILY_UNAVAILABLE`.
     pub acquire_timeout: Duration,
     /// SQLite: how many new metric values may wait in `metrics_staging` before a merge into
-    /// `metrics` starts (see the `staging` module). Default 20,000.
+    /// `metric_chunks` starts (see the `staging` module). Default 20,000.
     pub metric_merge_rows: u64,
-    /// SQLite: how often staged metric values are merged into `metrics` while fewer than
+    /// SQLite: how often staged metric values are merged into `metric_chunks` while fewer than
     /// [`metric_merge_rows`](Self::metric_merge_rows) wait. Default 200 ms.
     pub metric_merge_interval: Duration,
+    /// SQLite: how often a background task checkpoints the WAL, off the writer's path (see the
+    /// `checkpoint` module). Default 200 ms.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -82,6 +90,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(30),
             metric_merge_rows: 20_000,
             metric_merge_interval: Duration::from_millis(200),
+            checkpoint_interval: Duration::from_millis(200),
         }
     }
 }
@@ -119,6 +128,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0004_jobs.sql"),
         postgres: include_str!("migrations/postgres/0004_jobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "metric_chunks",
+        sqlite: include_str!("migrations/sqlite/0005_metric_chunks.sql"),
+        postgres: include_str!("migrations/postgres/0005_metric_chunks.sql"),
+    },
 ];
 
 /// The metadata store on SQLite or PostgreSQL.
@@ -129,11 +144,14 @@ pub struct SqlStore {
     read: AnyPool,
     artifact_root: Arc<str>,
     /// `log_metric` and metrics-only `log_batch` calls waiting for SQLite's writer, committed
-    /// together (group commit; see `tracking::log_metrics_grouped`).
-    metric_queue: Arc<parking_lot::Mutex<Vec<tracking::PendingMetric>>>,
+    /// together (see the `group_commit` module).
+    metric_queue: Arc<parking_lot::Mutex<Vec<group_commit::PendingMetric>>>,
     /// SQLite's background merge of staged metric values (see the `staging` module); `None` on
     /// PostgreSQL, which stages nothing.
     staging: Option<Arc<staging::Staging>>,
+    /// SQLite's read-only connections for the hottest reads, used on the calling thread (see
+    /// the `direct` module); `None` on PostgreSQL.
+    direct_read: Option<Arc<direct::DirectReaders>>,
 }
 
 /// Where writes go: the pool (PostgreSQL), or SQLite's one writer connection behind a fair
@@ -149,6 +167,8 @@ enum Writer {
 pub(crate) struct SingleWriter {
     conn: AnyConnection,
     dirty: bool,
+    /// The same file through `rusqlite`, for the hottest writes (see the `direct` module).
+    direct: direct::DirectWriter,
 }
 
 impl std::fmt::Debug for SingleWriter {
@@ -413,8 +433,9 @@ pub(crate) fn parse_experiment_id(id: &str) -> Result<i64> {
     })
 }
 
-/// Turns an `sqlite:` or `postgres(ql):` URI into the URL sqlx connects with.
-fn database_url(uri: &str) -> Result<(Backend, String)> {
+/// Turns an `sqlite:` or `postgres(ql):` URI into the URL sqlx connects with (and, for SQLite,
+/// the file's path).
+fn database_url(uri: &str) -> Result<(Backend, String, Option<std::path::PathBuf>)> {
     if let Some(rest) = uri.strip_prefix("sqlite:") {
         // `sqlite:///abs/path.db` (absolute), `sqlite://rel.db` (relative to the working
         // directory), `sqlite:path.db`; `sqlite:////abs` (SQLAlchemy's absolute form) too.
@@ -454,11 +475,15 @@ fn database_url(uri: &str) -> Result<(Backend, String)> {
                 c => c.to_string(),
             })
             .collect();
-        Ok((Backend::Sqlite, format!("sqlite://{encoded}?mode=rwc")))
+        Ok((
+            Backend::Sqlite,
+            format!("sqlite://{encoded}?mode=rwc"),
+            Some(path.into()),
+        ))
     } else if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
-        Ok((Backend::Postgres, uri.to_owned()))
+        Ok((Backend::Postgres, uri.to_owned(), None))
     } else if let Some(rest) = uri.strip_prefix("postgresql+psycopg2://") {
-        Ok((Backend::Postgres, format!("postgresql://{rest}")))
+        Ok((Backend::Postgres, format!("postgresql://{rest}"), None))
     } else {
         Err(RegistryError::invalid(format!(
             "Unsupported backend store URI '{uri}': use sqlite:///path/to/file.db or \
@@ -473,7 +498,7 @@ impl SqlStore {
     /// default experiment `"0"` exists.
     pub async fn connect(uri: &str, options: StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = database_url(uri)?;
+        let (backend, url, sqlite_path) = database_url(uri)?;
         let base = AnyPoolOptions::new()
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
@@ -488,6 +513,16 @@ impl SqlStore {
                 let opts: AnyConnectOptions = url.parse()?;
                 let mut conn = opts.connect().await?;
                 conn.execute(PRAGMAS).await?;
+                // Background checkpoints copy the WAL (see `checkpoint`); the writer's own only
+                // catches a WAL they cannot keep up with.
+                conn.execute(
+                    format!(
+                        "PRAGMA wal_autocheckpoint = {};",
+                        checkpoint::WRITER_AUTOCHECKPOINT_PAGES
+                    )
+                    .as_str(),
+                )
+                .await?;
                 let read = base
                     .max_connections(options.max_connections.max(1))
                     .after_connect(|conn, _meta| {
@@ -498,12 +533,28 @@ impl SqlStore {
                     })
                     .connect(&url)
                     .await?;
+                let sqlite_path = sqlite_path.ok_or_else(|| {
+                    RegistryError::Internal("a SQLite store without a file".into())
+                })?;
                 SqlStore {
                     backend,
                     write: Writer::Single(Arc::new(Mutex::new(SingleWriter {
                         conn,
                         dirty: false,
+                        direct: direct::DirectWriter::new(
+                            &sqlite_path,
+                            format!(
+                                "{PRAGMAS} PRAGMA wal_autocheckpoint = {};",
+                                checkpoint::WRITER_AUTOCHECKPOINT_PAGES
+                            ),
+                        ),
                     }))),
+                    direct_read: Some(Arc::new(direct::DirectReaders::new(
+                        &sqlite_path,
+                        "PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON; \
+                         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+                            .into(),
+                    ))),
                     read,
                     artifact_root: options.default_artifact_root.as_str().into(),
                     metric_queue: Arc::default(),
@@ -525,6 +576,7 @@ impl SqlStore {
                     artifact_root: options.default_artifact_root.as_str().into(),
                     metric_queue: Arc::default(),
                     staging: None,
+                    direct_read: None,
                 }
             }
         };
@@ -533,11 +585,16 @@ impl SqlStore {
             // Values staged before a crash are merged now, not left staged for ever.
             staging::merge(writer).await?;
             staging.spawn(Arc::downgrade(writer));
+            checkpoint::spawn(
+                store.read.clone(),
+                Arc::downgrade(writer),
+                options.checkpoint_interval,
+            );
         }
         Ok(store)
     }
 
-    /// Moves the metric values staged on SQLite into `metrics` now (see the `staging`
+    /// Moves the metric values staged on SQLite into `metric_chunks` now (see the `staging`
     /// module; a background task does this on its own); returns how many staged rows it took.
     /// Nothing to do on PostgreSQL.
     pub async fn merge_staged_metrics(&self) -> Result<u64> {
@@ -594,20 +651,6 @@ impl SqlStore {
                     guard.dirty = false;
                 }
                 Ok(WriteConn::Single(guard))
-            }
-        }
-    }
-
-    /// Starts a write transaction on a writer connection already held (see [`Self::begin`]).
-    pub(crate) async fn begin_on(&self, conn: WriteConn) -> Result<WriteTx> {
-        match conn {
-            WriteConn::Pool(conn) => Ok(WriteTx(Some(TxInner::Pool(
-                sqlx::Transaction::begin(conn, None).await?,
-            )))),
-            WriteConn::Single(mut guard) => {
-                guard.dirty = true;
-                guard.conn.execute("BEGIN IMMEDIATE").await?;
-                Ok(WriteTx(Some(TxInner::Single(guard))))
             }
         }
     }
@@ -824,7 +867,7 @@ impl MetadataStore for SqlStore {
     async fn log_metric(&self, run_id: &str, metric: Metric) -> Result<()> {
         if self.backend == Backend::Sqlite && metric.model_id.is_none() {
             crate::validation::validate_metric(&metric, "")?;
-            return tracking::log_metrics_grouped(self, run_id, vec![metric]).await;
+            return group_commit::log_metrics(self, run_id, vec![metric]).await;
         }
         let run_id = run_id.to_owned();
         self.shielded(|s| async move { tracking::log_metric(&s, &run_id, metric).await })
@@ -860,7 +903,7 @@ impl MetadataStore for SqlStore {
             && metrics.iter().all(|m| m.model_id.is_none())
         {
             crate::validation::validate_batch(&metrics, &[], &[])?;
-            return tracking::log_metrics_grouped(self, run_id, metrics).await;
+            return group_commit::log_metrics(self, run_id, metrics).await;
         }
         let run_id = run_id.to_owned();
         self.shielded(
@@ -1325,18 +1368,19 @@ mod tests {
 
     #[test]
     fn uris() {
-        let (b, u) = database_url("sqlite:///var/lib/c/r.db").unwrap();
+        let (b, u, p) = database_url("sqlite:///var/lib/c/r.db").unwrap();
         assert_eq!(
             (b, u.as_str()),
             (Backend::Sqlite, "sqlite:///var/lib/c/r.db?mode=rwc")
         );
-        let (_, u) = database_url("sqlite:////var/lib/c/r.db").unwrap();
+        assert_eq!(p.as_deref(), Some(std::path::Path::new("/var/lib/c/r.db")));
+        let (_, u, _) = database_url("sqlite:////var/lib/c/r.db").unwrap();
         assert_eq!(u, "sqlite:///var/lib/c/r.db?mode=rwc");
-        let (_, u) = database_url("sqlite://rel.db").unwrap();
+        let (_, u, _) = database_url("sqlite://rel.db").unwrap();
         assert_eq!(u, "sqlite://rel.db?mode=rwc");
-        let (_, u) = database_url("sqlite:///tmp/a b?#.db").unwrap();
+        let (_, u, _) = database_url("sqlite:///tmp/a b?#.db").unwrap();
         assert_eq!(u, "sqlite:///tmp/a b%3F%23.db?mode=rwc");
-        let (b, u) = database_url("postgresql://u@h/db").unwrap();
+        let (b, u, _) = database_url("postgresql://u@h/db").unwrap();
         assert_eq!((b, u.as_str()), (Backend::Postgres, "postgresql://u@h/db"));
         assert_eq!(
             database_url("postgres://u@h/db").unwrap().0,

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Sql, SqlStore, cond, is_unique_violation, now_ms};
+use super::columns::ColumnRead;
+use super::{Arg, Sql, SqlStore, cond, direct, is_unique_violation, now_ms};
 use crate::entities::{
     AliasEvent, ModelVersion, ModelVersionStatus, RegisteredModel, RegisteredModelAlias, Tag,
     stages,
@@ -34,40 +35,54 @@ struct MvRow {
     mv: ModelVersion,
 }
 
-fn mv_from_row(row: &AnyRow) -> Result<MvRow> {
-    let version: i64 = row.try_get("version")?;
+fn mv_from_row(row: &impl ColumnRead) -> Result<MvRow> {
+    let version: i64 = row.read("version")?;
     Ok(MvRow {
-        id: row.try_get("id")?,
-        rm_id: row.try_get("rm_id")?,
+        id: row.read("id")?,
+        rm_id: row.read("rm_id")?,
         version,
         mv: ModelVersion {
-            name: row.try_get("name")?,
+            name: row.read("name")?,
             version: version.to_string(),
-            creation_timestamp: row.try_get("creation_timestamp")?,
-            last_updated_timestamp: row.try_get("last_updated_timestamp")?,
-            user_id: row.try_get("user_id")?,
-            current_stage: row.try_get("current_stage")?,
-            description: row.try_get("description")?,
-            source: row.try_get("source")?,
-            run_id: row.try_get("run_id")?,
-            status: ModelVersionStatus::parse(&row.try_get::<String, _>("status")?),
-            status_message: row.try_get("status_message")?,
+            creation_timestamp: row.read("creation_timestamp")?,
+            last_updated_timestamp: row.read("last_updated_timestamp")?,
+            user_id: row.read("user_id")?,
+            current_stage: row.read("current_stage")?,
+            description: row.read("description")?,
+            source: row.read("source")?,
+            run_id: row.read("run_id")?,
+            status: ModelVersionStatus::parse(&row.read::<String>("status")?),
+            status_message: row.read("status_message")?,
             tags: Vec::new(),
-            run_link: row.try_get("run_link")?,
+            run_link: row.read("run_link")?,
             aliases: Vec::new(),
-            model_id: row.try_get("model_id")?,
+            model_id: row.read("model_id")?,
         },
     })
 }
 
-/// Attaches tags and aliases to versions (one query).
-async fn with_version_extras(
-    conn: &mut AnyConnection,
-    rows: Vec<MvRow>,
-) -> Result<Vec<ModelVersion>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
+/// A tag of a version (`kind` 0, `owner` the version's id) or an alias of its model (`kind` 1,
+/// `owner` the model's id), as [`version_extras_sql`] reads them.
+struct VersionExtra {
+    kind: i64,
+    owner: i64,
+    key: String,
+    value: String,
+    version: i64,
+}
+
+fn version_extra_from_row(row: &impl ColumnRead) -> Result<VersionExtra> {
+    Ok(VersionExtra {
+        kind: row.read("kind")?,
+        owner: row.read("owner")?,
+        key: row.read("key")?,
+        value: row.read("value")?,
+        version: row.read("version")?,
+    })
+}
+
+/// The query of the tags and aliases of `rows` (one query).
+fn version_extras_sql(rows: &[MvRow]) -> Sql {
     let mut sql = Sql::default();
     let mv_ids = sql.list(rows.iter().map(|r| r.id));
     let mut rm_ids: Vec<i64> = rows.iter().map(|r| r.rm_id).collect();
@@ -79,24 +94,23 @@ async fn with_version_extras(
          WHERE mv_id IN ({mv_ids}) UNION ALL SELECT 1, rm_id, alias, '', version FROM \
          registered_model_aliases WHERE rm_id IN ({rm_ph}) ORDER BY 1, 3"
     );
+    sql
+}
+
+/// The versions of `rows` with their tags and aliases from `extras`.
+fn attach_version_extras(rows: Vec<MvRow>, extras: Vec<VersionExtra>) -> Vec<ModelVersion> {
     let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
     let mut aliases: HashMap<(i64, i64), Vec<String>> = HashMap::new();
-    for r in sql.query().fetch_all(&mut *conn).await? {
-        let owner: i64 = r.try_get("owner")?;
-        let key: String = r.try_get("key")?;
-        if r.try_get::<i64, _>("kind")? == 0 {
-            tags.entry(owner)
+    for e in extras {
+        if e.kind == 0 {
+            tags.entry(e.owner)
                 .or_default()
-                .push(Tag::new(key, r.try_get::<String, _>("value")?));
+                .push(Tag::new(e.key, e.value));
         } else {
-            aliases
-                .entry((owner, r.try_get("version")?))
-                .or_default()
-                .push(key);
+            aliases.entry((e.owner, e.version)).or_default().push(e.key);
         }
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|mut r| {
             r.mv.tags = tags.remove(&r.id).unwrap_or_default();
             r.mv.aliases = aliases
@@ -105,7 +119,25 @@ async fn with_version_extras(
                 .unwrap_or_default();
             r.mv
         })
-        .collect())
+        .collect()
+}
+
+/// Attaches tags and aliases to versions (one query).
+async fn with_version_extras(
+    conn: &mut AnyConnection,
+    rows: Vec<MvRow>,
+) -> Result<Vec<ModelVersion>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let extras = version_extras_sql(&rows)
+        .query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(version_extra_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(attach_version_extras(rows, extras))
 }
 
 fn rm_from_row(row: &AnyRow) -> Result<(i64, RegisteredModel)> {
@@ -1154,21 +1186,43 @@ pub(super) async fn delete_alias(
     Ok(event)
 }
 
+/// The version that `alias` of model `name` points at.
+const VERSION_BY_ALIAS: &str = "FROM registered_models rm JOIN registered_model_aliases a ON \
+     a.rm_id = rm.id JOIN model_versions mv ON mv.rm_id = rm.id AND mv.version = a.version \
+     WHERE rm.name = $1 AND a.alias = $2";
+
 pub(super) async fn get_model_version_by_alias(
     s: &SqlStore,
     name: &str,
     alias: &str,
 ) -> Result<ModelVersion> {
+    if let Some(readers) = &s.direct_read {
+        return readers.read(|conn| {
+            let mut sql = Sql {
+                text: format!("SELECT {MV_COLS} {VERSION_BY_ALIAS}"),
+                args: vec![Arg::from(name), Arg::from(alias)],
+            };
+            let Some(row) = direct::fetch(conn, &sql, |r| mv_from_row(r))?.pop() else {
+                sql.args.truncate(1);
+                sql.text = "SELECT id FROM registered_models WHERE name = $1".into();
+                let exists = !direct::fetch(conn, &sql, |_| Ok(()))?.is_empty();
+                return Err(missing_alias(exists, name, alias));
+            };
+            let extras =
+                direct::fetch(conn, &version_extras_sql(std::slice::from_ref(&row)), |r| {
+                    version_extra_from_row(r)
+                })?;
+            Ok(attach_version_extras(vec![row], extras)
+                .pop()
+                .expect("one version"))
+        });
+    }
     let mut conn = s.read.acquire().await?;
-    let row = sqlx::query(&format!(
-        "SELECT {MV_COLS} FROM registered_models rm JOIN registered_model_aliases a ON a.rm_id = \
-         rm.id JOIN model_versions mv ON mv.rm_id = rm.id AND mv.version = a.version WHERE \
-         rm.name = $1 AND a.alias = $2"
-    ))
-    .bind(name)
-    .bind(alias)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {MV_COLS} {VERSION_BY_ALIAS}"))
+        .bind(name)
+        .bind(alias)
+        .fetch_optional(&mut *conn)
+        .await?;
     match row {
         Some(row) => {
             let row = mv_from_row(&row)?;
@@ -1183,11 +1237,17 @@ pub(super) async fn get_model_version_by_alias(
                     .bind(name)
                     .fetch_optional(&mut *conn)
                     .await?;
-            Err(match exists {
-                None => RegistryError::model_not_found(name),
-                Some(_) => RegistryError::alias_not_found(alias),
-            })
+            Err(missing_alias(exists.is_some(), name, alias))
         }
+    }
+}
+
+/// The error for an alias that points nowhere: the model is missing, or only its alias.
+fn missing_alias(model_exists: bool, name: &str, alias: &str) -> RegistryError {
+    if model_exists {
+        RegistryError::alias_not_found(alias)
+    } else {
+        RegistryError::model_not_found(name)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::columns::ColumnRead;
 use super::{Arg, Backend, Sql, SqlStore, cond, is_unique_violation, join_uri, new_hex_id, now_ms};
 use super::{parse_experiment_id, random_name};
 use crate::entities::{
@@ -440,29 +441,29 @@ pub(super) async fn delete_experiment_tag(
 const RUN_COLS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, \
                         r.end_time, r.artifact_uri, r.lifecycle_stage";
 
-fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
-    let id: String = row.try_get("run_uuid")?;
+fn run_info_from_row(row: &impl ColumnRead) -> Result<RunInfo> {
+    let id: String = row.read("run_uuid")?;
     Ok(RunInfo {
         run_uuid: id.clone(),
         run_id: id,
-        run_name: row.try_get("name")?,
-        experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
-        user_id: row.try_get("user_id")?,
-        status: RunStatus::parse(&row.try_get::<String, _>("status")?)?,
-        start_time: row.try_get("start_time")?,
-        end_time: row.try_get("end_time")?,
-        artifact_uri: row.try_get("artifact_uri")?,
-        lifecycle_stage: row.try_get("lifecycle_stage")?,
+        run_name: row.read("name")?,
+        experiment_id: row.read::<i64>("experiment_id")?.to_string(),
+        user_id: row.read("user_id")?,
+        status: RunStatus::parse(&row.read::<String>("status")?)?,
+        start_time: row.read("start_time")?,
+        end_time: row.read("end_time")?,
+        artifact_uri: row.read("artifact_uri")?,
+        lifecycle_stage: row.read("lifecycle_stage")?,
     })
 }
 
 /// Reads a stored metric value back (NaN is stored as 0 with `is_nan` = 1).
-fn stored_value(value: f64, is_nan: i64) -> f64 {
+pub(super) fn stored_value(value: f64, is_nan: i64) -> f64 {
     if is_nan != 0 { f64::NAN } else { value }
 }
 
 /// Splits a value for storage: (value, is_nan).
-fn storable(value: f64) -> (f64, i64) {
+pub(super) fn storable(value: f64) -> (f64, i64) {
     if value.is_nan() { (0.0, 1) } else { (value, 0) }
 }
 
@@ -835,25 +836,20 @@ fn newer_metric(a: (i64, i64, f64), b: (i64, i64, f64)) -> bool {
     (a.0, a.1) > (b.0, b.1) || ((a.0, a.1) == (b.0, b.1) && a.2 > b.2)
 }
 
-/// Moves `latest_metrics` to the newest of `rows` (see [`newer_metric`]) for each (run, key)
-/// whose stored latest value is older: one set-based upsert per batch, instead of a trigger
-/// per inserted row. The batch is first reduced to its newest value per (run, key) (the first
-/// of equal ones kept, as row-by-row upserts kept it), then written by multi-row
-/// `INSERT ... ON CONFLICT DO UPDATE ... WHERE` statements whose WHERE moves a row only to a
-/// strictly newer value. Rows go in (run, key) order, so concurrent writers lock rows in one
-/// order. On PostgreSQL, values that are not newer than the visible latest one (which only ever
-/// grows) are filtered out before the upsert so that they take no row lock and concurrent
-/// writers of one key do not queue on it; the upsert's WHERE decides under the lock.
-///
-/// A value that was an exact duplicate of a stored one (dropped from `metrics`) may be among
-/// `rows`: the latest value is at least that stored one already, so it changes nothing.
-async fn upsert_latest_metrics<'a>(
-    conn: &mut AnyConnection,
-    backend: Backend,
+/// A series: (run id, metric key).
+pub(super) type SeriesKey<'a> = (&'a str, &'a str);
+
+/// A series' latest value as stored: (step, timestamp, value, is_nan).
+pub(super) type LatestValue = (i64, i64, f64, i64);
+
+/// The newest of `rows` (see [`newer_metric`]) for each (run, key), as (step, timestamp,
+/// stored value, is_nan), in (run, key) order; the first of equal ones is kept, as row-by-row
+/// upserts kept it.
+pub(super) fn newest_per_series<'a>(
     rows: impl IntoIterator<Item = (&'a str, &'a Metric)>,
-) -> Result<()> {
+) -> Vec<(SeriesKey<'a>, LatestValue)> {
     use std::collections::hash_map::Entry;
-    let mut newest: HashMap<(&str, &str), (i64, i64, f64, i64)> = HashMap::new();
+    let mut newest: HashMap<SeriesKey<'a>, LatestValue> = HashMap::new();
     for (run_id, m) in rows {
         let (v, nan) = storable(m.value);
         let candidate = (m.step, m.timestamp, v, nan);
@@ -874,6 +870,27 @@ async fn upsert_latest_metrics<'a>(
     }
     let mut newest: Vec<_> = newest.into_iter().collect();
     newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    newest
+}
+
+/// Moves `latest_metrics` to the newest of `rows` (see [`newer_metric`]) for each (run, key)
+/// whose stored latest value is older: one set-based upsert per batch, instead of a trigger
+/// per inserted row. The batch is first reduced to its newest value per (run, key) (the first
+/// of equal ones kept, as row-by-row upserts kept it), then written by multi-row
+/// `INSERT ... ON CONFLICT DO UPDATE ... WHERE` statements whose WHERE moves a row only to a
+/// strictly newer value. Rows go in (run, key) order, so concurrent writers lock rows in one
+/// order. On PostgreSQL, values that are not newer than the visible latest one (which only ever
+/// grows) are filtered out before the upsert so that they take no row lock and concurrent
+/// writers of one key do not queue on it; the upsert's WHERE decides under the lock.
+///
+/// A value that was an exact duplicate of a stored one (dropped from `metrics`) may be among
+/// `rows`: the latest value is at least that stored one already, so it changes nothing.
+async fn upsert_latest_metrics<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: impl IntoIterator<Item = (&'a str, &'a Metric)>,
+) -> Result<()> {
+    let newest = newest_per_series(rows);
     const SET: &str = "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, \
          is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
          WHERE (excluded.step, excluded.timestamp, excluded.value) > \
@@ -912,15 +929,6 @@ async fn upsert_latest_metrics<'a>(
         sql.query().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// The table new metric values are appended to: `metrics_staging` on SQLite (merged into
-/// `metrics` later, see the `staging` module), `metrics` on PostgreSQL.
-fn metrics_table(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "metrics_staging",
-        Backend::Postgres => "metrics",
-    }
 }
 
 /// Appends metric rows of runs already checked to be active (exact duplicates dropped, at once
@@ -999,7 +1007,7 @@ async fn insert_metrics(
 pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Result<()> {
     validation::validate_metric(&metric, "")?;
     if metric.model_id.is_some() || s.backend != Backend::Postgres {
-        // (SQLite logs metrics without a model through `log_metrics_grouped`.)
+        // (SQLite logs metrics without a model through `group_commit`.)
         let mut tx = s.begin().await?;
         require_active_run(&mut tx, run_id).await?;
         insert_metrics(&mut tx, s.backend, run_id, std::slice::from_ref(&metric)).await?;
@@ -1042,158 +1050,6 @@ pub(super) async fn log_metric(s: &SqlStore, run_id: &str, metric: Metric) -> Re
         require_active_run(&mut conn, run_id).await?;
     }
     Ok(())
-}
-
-/// Metrics of one `log_metric` or metrics-only `log_batch` waiting for SQLite's writer.
-#[derive(Debug)]
-pub(crate) struct PendingMetric {
-    run_id: String,
-    metrics: Vec<Metric>,
-    done: tokio::sync::oneshot::Sender<Result<()>>,
-}
-
-/// The same error again (for each caller of a group that failed as a whole).
-fn replicate(e: &RegistryError) -> RegistryError {
-    let message = e.to_string();
-    match e.code() {
-        crate::error::ErrorCode::TemporarilyUnavailable => RegistryError::Unavailable(message),
-        crate::error::ErrorCode::InvalidParameterValue => RegistryError::InvalidParameter(message),
-        crate::error::ErrorCode::ResourceDoesNotExist => RegistryError::NotFound(message),
-        _ => RegistryError::Internal(message),
-    }
-}
-
-/// `log_metric`, and `log_batch` with metrics only, on SQLite (validated by the caller), with
-/// group commit: the call queues its metrics, and whichever call gets the single writer
-/// connection takes everything queued and commits it in one transaction (one run check per
-/// distinct run, multi-row INSERTs), then answers each caller with its own result (a missing or
-/// deleted run fails only its own call; each call's metrics are all written or none). Under
-/// concurrent load the per-commit costs (the writer hand-off, the WAL frames of the pages the
-/// inserts touch: the metrics table, its identity index, `latest_metrics` and its index) are
-/// paid once per group instead of once per call. A caller is answered only after the commit
-/// that holds its metrics, so an acknowledged metric survives a crash as before; the group runs
-/// in its own task, so a caller that goes away cannot abort the others' commit.
-pub(super) async fn log_metrics_grouped(
-    s: &SqlStore,
-    run_id: &str,
-    metrics: Vec<Metric>,
-) -> Result<()> {
-    let (done, mut answer) = tokio::sync::oneshot::channel();
-    s.metric_queue.lock().push(PendingMetric {
-        run_id: run_id.to_owned(),
-        metrics,
-        done,
-    });
-    let dropped = || RegistryError::Internal("the metric write was abandoned".into());
-    loop {
-        let conn = tokio::select! {
-            biased;
-            result = &mut answer => return result.unwrap_or_else(|_| Err(dropped())),
-            conn = s.writer() => conn?,
-        };
-        let group = std::mem::take(&mut *s.metric_queue.lock());
-        if group.is_empty() {
-            // An earlier group took this call's metric; its answer is on the way.
-            drop(conn);
-            continue;
-        }
-        let store = s.clone();
-        let task = tokio::spawn(async move { write_metric_group(&store, conn, group).await });
-        if task.await.is_err() {
-            return Err(RegistryError::Internal("a metric write task failed".into()));
-        }
-    }
-}
-
-async fn write_metric_group(s: &SqlStore, conn: super::WriteConn, group: Vec<PendingMetric>) {
-    match try_write_metric_group(s, conn, &group).await {
-        Ok(outcomes) => {
-            for (pending, outcome) in group.into_iter().zip(outcomes) {
-                let _ = pending.done.send(outcome);
-            }
-        }
-        Err(e) => {
-            for pending in group {
-                let _ = pending.done.send(Err(replicate(&e)));
-            }
-        }
-    }
-}
-
-/// Commits the metrics of active runs; answers each pending metric's outcome.
-async fn try_write_metric_group(
-    s: &SqlStore,
-    conn: super::WriteConn,
-    group: &[PendingMetric],
-) -> Result<Vec<Result<()>>> {
-    let mut tx = s.begin_on(conn).await?;
-    let mut runs: Vec<&str> = group.iter().map(|p| p.run_id.as_str()).collect();
-    runs.sort_unstable();
-    runs.dedup();
-    let mut states: HashMap<String, String> = HashMap::with_capacity(runs.len());
-    // Anonymous `?` placeholders (SQLite only): sqlx looks the name of every `$n` up with
-    // `sqlite3_bind_parameter_name`, a linear search, which makes binding quadratic in the
-    // number of parameters of these multi-row statements.
-    for chunk in runs.chunks(500) {
-        let mut sql = Sql::default();
-        sql.args.extend(chunk.iter().map(|r| super::Arg::from(*r)));
-        sql.text = format!(
-            "SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        for row in sql.query().fetch_all(&mut *tx).await? {
-            states.insert(row.try_get("run_uuid")?, row.try_get("lifecycle_stage")?);
-        }
-    }
-    let outcomes: Vec<Result<()>> = group
-        .iter()
-        .map(|p| match states.get(&p.run_id).map(String::as_str) {
-            None => Err(RegistryError::run_not_found(&p.run_id)),
-            Some(LIFECYCLE_ACTIVE) => Ok(()),
-            Some(stage) => Err(RegistryError::invalid(format!(
-                "The run {} must be in the 'active' state. Current state is {stage}.",
-                p.run_id
-            ))),
-        })
-        .collect();
-    let accepted: Vec<(&str, &Metric)> = group
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| o.is_ok())
-        .flat_map(|(p, _)| p.metrics.iter().map(|m| (p.run_id.as_str(), m)))
-        .collect();
-    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = Sql::default();
-        let mut values = String::with_capacity(chunk.len() * 32);
-        for (run_id, m) in chunk {
-            let (v, nan) = storable(m.value);
-            sql.row(
-                s.backend,
-                &mut values,
-                [
-                    Arg::from(*run_id),
-                    Arg::from(m.key.as_str()),
-                    Arg::from(v),
-                    Arg::from(nan),
-                    Arg::from(m.timestamp),
-                    Arg::from(m.step),
-                    Arg::from(m.dataset_name.as_deref()),
-                    Arg::from(m.dataset_digest.as_deref()),
-                ],
-            );
-        }
-        // SQLite only: staged, exact duplicates dropped by the merge (see `staging`).
-        sql.text = format!(
-            "INSERT INTO {} (run_uuid, key, value, is_nan, timestamp, step, dataset_name, \
-             dataset_digest) VALUES {values}",
-            metrics_table(s.backend)
-        );
-        sql.query().execute(&mut *tx).await?;
-    }
-    upsert_latest_metrics(&mut tx, s.backend, accepted.iter().copied()).await?;
-    tx.commit().await?;
-    s.note_staged(accepted.len());
-    Ok(outcomes)
 }
 
 fn param_conflict(run_id: &str, key: &str, old: &str, new: &str) -> RegistryError {
@@ -1460,23 +1316,6 @@ const HISTORY_POSTGRES: &str = "SELECT key, value, is_nan, timestamp, step, mode
      dataset_name, dataset_digest FROM metrics WHERE run_uuid = $1 AND key = $2 \
      ORDER BY timestamp, step, value LIMIT $3 OFFSET $4";
 
-/// A series' history on SQLite: its rows of `metrics` and its staged rows (see `staging`), of
-/// which only those that the merge will keep: not an exact duplicate of a row of `metrics`, and
-/// the first logged (least `id`; SQLite takes the other columns of a `MIN()` group from the row
-/// holding the minimum) of equal staged rows. Ties of (timestamp, step, value) are ordered by
-/// `is_nan`, as the identity index ordered them.
-const HISTORY_SQLITE: &str = "SELECT key, value, is_nan, timestamp, step, model_id, \
-     dataset_name, dataset_digest FROM metrics WHERE run_uuid = $1 AND key = $2 \
-     UNION ALL \
-     SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM \
-     (SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest, \
-     MIN(id) AS first_id FROM metrics_staging WHERE run_uuid = $1 AND key = $2 \
-     GROUP BY timestamp, step, value, is_nan) s \
-     WHERE NOT EXISTS (SELECT 1 FROM metrics m WHERE m.run_uuid = $1 AND m.key = $2 \
-     AND m.timestamp = s.timestamp AND m.step = s.step AND m.value = s.value \
-     AND m.is_nan = s.is_nan) \
-     ORDER BY timestamp, step, value, is_nan LIMIT $3 OFFSET $4";
-
 pub(super) async fn get_metric_history(
     s: &SqlStore,
     run_id: &str,
@@ -1496,16 +1335,17 @@ pub(super) async fn get_metric_history(
     };
     let mut conn = s.read.acquire().await?;
     run_state(&mut conn, run_id).await?;
-    let rows = sqlx::query(match s.backend {
-        Backend::Postgres => HISTORY_POSTGRES,
-        Backend::Sqlite => HISTORY_SQLITE,
-    })
-    .bind(run_id)
-    .bind(key)
-    .bind(limit.map_or(i64::MAX, |n| n + 1))
-    .bind(offset)
-    .fetch_all(&mut *conn)
-    .await?;
+    if s.backend == Backend::Sqlite {
+        let series = super::history::sqlite_series(&mut conn, run_id, key).await?;
+        return Ok(page_of(series, offset, limit));
+    }
+    let rows = sqlx::query(HISTORY_POSTGRES)
+        .bind(run_id)
+        .bind(key)
+        .bind(limit.map_or(i64::MAX, |n| n + 1))
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut items = rows
         .iter()
         .map(|r| {
@@ -1532,6 +1372,32 @@ pub(super) async fn get_metric_history(
         items,
         next_page_token: next,
     })
+}
+
+/// The page of `items` at `offset`, of `limit` items (all when `None`), with the token of the
+/// next page when more follow.
+fn page_of<T>(items: Vec<T>, offset: i64, limit: Option<i64>) -> Page<T> {
+    let rest = items
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX));
+    match limit {
+        Some(n) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            let mut page: Vec<T> = rest.take(n.saturating_add(1)).collect();
+            let next = (page.len() > n).then(|| {
+                page.truncate(n);
+                search::page_token(offset + n as i64)
+            });
+            Page {
+                items: page,
+                next_page_token: next,
+            }
+        }
+        None => Page {
+            items: rest.collect(),
+            next_page_token: None,
+        },
+    }
 }
 
 /// The column of a run attribute usable in filters and ordering, and whether it is numeric.
@@ -1657,8 +1523,8 @@ const PACKED_RUN_DATA: &str = "\
 #[derive(serde::Deserialize)]
 struct PackedMetric(String, String, i64, i64, i64);
 
-fn unpack<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Vec<T>> {
-    let text: Option<String> = row.try_get(column)?;
+fn unpack<T: serde::de::DeserializeOwned>(row: &impl ColumnRead, column: &str) -> Result<Vec<T>> {
+    let text: Option<String> = row.read(column)?;
     match text {
         None => Ok(Vec::new()),
         Some(text) => serde_json::from_str(&text).map_err(|e| {
@@ -1668,7 +1534,7 @@ fn unpack<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<
 }
 
 /// A value printed by SQLite's `printf('%!.17g')` (exact; `Inf` for infinities).
-fn unpack_value(text: &str) -> Result<f64> {
+pub(super) fn unpack_value(text: &str) -> Result<f64> {
     match text {
         "Inf" | "+Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
@@ -1678,53 +1544,73 @@ fn unpack_value(text: &str) -> Result<f64> {
     }
 }
 
+/// A run of a [`PACKED_RUN_DATA`] row, and whether it has inputs or outputs (which the packed
+/// data leaves out).
+fn packed_run_from_row(row: &impl ColumnRead) -> Result<(Run, bool)> {
+    let info = run_info_from_row(row)?;
+    let has_io = row.read::<i64>("has_io")? != 0;
+    let mut metrics = unpack::<PackedMetric>(row, "packed_metrics")?
+        .into_iter()
+        .map(|PackedMetric(key, value, is_nan, timestamp, step)| {
+            Ok(Metric::new(
+                key,
+                stored_value(unpack_value(&value)?, is_nan),
+                timestamp,
+                step,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut params: Vec<Param> = unpack::<(String, String)>(row, "packed_params")?
+        .into_iter()
+        .map(|(k, v)| Param::new(k, v))
+        .collect();
+    let mut tags: Vec<Tag> = unpack::<(String, String)>(row, "packed_tags")?
+        .into_iter()
+        .map(|(k, v)| Tag::new(k, v))
+        .collect();
+    metrics.sort_by(|a, b| a.key.cmp(&b.key));
+    params.sort_by(|a, b| a.key.cmp(&b.key));
+    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    let run = Run {
+        info,
+        data: RunData {
+            metrics,
+            params,
+            tags,
+        },
+        inputs: RunInputs::default(),
+        outputs: Some(RunOutputs::default()),
+    };
+    Ok((run, has_io))
+}
+
 /// The SQLite search: one query for the page of runs with their data (see
-/// [`PACKED_RUN_DATA`]); runs with inputs or outputs are completed by [`load_runs`].
+/// [`PACKED_RUN_DATA`]), on a direct reader (see the `direct` module); runs with inputs or
+/// outputs are completed by [`load_runs`].
 async fn search_runs_packed(s: &SqlStore, sql: &Sql, limit: i64, offset: i64) -> Result<Page<Run>> {
-    let mut conn = s.read.acquire().await?;
-    let rows = sql.query().fetch_all(&mut *conn).await?;
+    let rows = match &s.direct_read {
+        Some(readers) => {
+            readers.read(|conn| super::direct::fetch(conn, sql, |r| packed_run_from_row(r)))?
+        }
+        None => {
+            let mut conn = s.read.acquire().await?;
+            let rows = sql.query().fetch_all(&mut *conn).await?;
+            rows.iter()
+                .map(packed_run_from_row)
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
     let next = (rows.len() as i64 > limit).then(|| search::page_token(offset + limit));
     let mut runs = Vec::with_capacity(rows.len().min(limit as usize));
     let mut with_io = Vec::new();
-    for row in rows.iter().take(limit as usize) {
-        let info = run_info_from_row(row)?;
-        if row.try_get::<i64, _>("has_io")? != 0 {
-            with_io.push(info.run_id.clone());
+    for (run, has_io) in rows.into_iter().take(limit as usize) {
+        if has_io {
+            with_io.push(run.info.run_id.clone());
         }
-        let mut metrics = unpack::<PackedMetric>(row, "packed_metrics")?
-            .into_iter()
-            .map(|PackedMetric(key, value, is_nan, timestamp, step)| {
-                Ok(Metric::new(
-                    key,
-                    stored_value(unpack_value(&value)?, is_nan),
-                    timestamp,
-                    step,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut params: Vec<Param> = unpack::<(String, String)>(row, "packed_params")?
-            .into_iter()
-            .map(|(k, v)| Param::new(k, v))
-            .collect();
-        let mut tags: Vec<Tag> = unpack::<(String, String)>(row, "packed_tags")?
-            .into_iter()
-            .map(|(k, v)| Tag::new(k, v))
-            .collect();
-        metrics.sort_by(|a, b| a.key.cmp(&b.key));
-        params.sort_by(|a, b| a.key.cmp(&b.key));
-        tags.sort_by(|a, b| a.key.cmp(&b.key));
-        runs.push(Run {
-            info,
-            data: RunData {
-                metrics,
-                params,
-                tags,
-            },
-            inputs: RunInputs::default(),
-            outputs: Some(RunOutputs::default()),
-        });
+        runs.push(run);
     }
     if !with_io.is_empty() {
+        let mut conn = s.read.acquire().await?;
         for full in load_runs(&mut conn, &with_io).await? {
             if let Some(run) = runs.iter_mut().find(|r| r.info.run_id == full.info.run_id) {
                 *run = full;
