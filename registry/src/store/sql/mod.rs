@@ -506,6 +506,7 @@ impl SqlStore {
             .max_lifetime(None);
         let store = match backend {
             Backend::Sqlite => {
+                direct::disable_memory_statistics();
                 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                      PRAGMA case_sensitive_like = ON; PRAGMA temp_store = MEMORY; \
