@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Writes a deliberately slow ONNX model (160 chained 1024x1024 MatMuls) into a Triton repository:
+"""Writes a deliberately slow ONNX model (640 chained 1024x1024 MatMuls) into a Triton repository:
 
     python make_slow_model.py OUTDIR
 
 `OUTDIR/slow/1/model.onnx` takes INPUT0 FP32 [-1, 1024] to OUTPUT0 FP32 [-1, 1024]. Its config has one
 instance and a queue of two, so tests can hold the instance busy and fill the queue on purpose.
+A batch of 256 rows must keep the instance busy well past the test's abandoned requests (about
+0.5 s after it starts): with 160 MatMuls it took only 0.33 s on one thread of a fast machine, and
+the test then computed a request it meant to abandon. 640 take about 1.3 s there.
 """
 
 import sys
@@ -14,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-LAYERS = 160
+LAYERS = 640
 WIDTH = 1024
 
 
