@@ -497,36 +497,9 @@ pub(super) async fn load_runs(conn: &mut AnyConnection, ids: &[String]) -> Resul
     }
 
     // Latest metrics, params and tags in one query.
-    sql.text = format!(
-        "SELECT run_uuid, 0 AS kind, key, '' AS svalue, value AS fvalue, is_nan, timestamp, step \
-         FROM latest_metrics WHERE run_uuid IN ({ph}) \
-         UNION ALL SELECT run_uuid, 1, key, value, CAST(0 AS DOUBLE PRECISION), 0, 0, 0 \
-         FROM params WHERE run_uuid IN ({ph}) \
-         UNION ALL SELECT run_uuid, 2, key, value, CAST(0 AS DOUBLE PRECISION), 0, 0, 0 \
-         FROM tags WHERE run_uuid IN ({ph})"
-    );
+    sql.text = run_data_query(&ph);
     for row in sql.query().fetch_all(&mut *conn).await? {
-        let id: String = row.try_get("run_uuid")?;
-        let Some(run) = runs.get_mut(&id) else {
-            continue;
-        };
-        let key: String = row.try_get("key")?;
-        match row.try_get::<i64, _>("kind")? {
-            0 => run.data.metrics.push(Metric::new(
-                key,
-                stored_value(row.try_get("fvalue")?, row.try_get("is_nan")?),
-                row.try_get("timestamp")?,
-                row.try_get("step")?,
-            )),
-            1 => run
-                .data
-                .params
-                .push(Param::new(key, row.try_get::<String, _>("svalue")?)),
-            _ => run
-                .data
-                .tags
-                .push(Tag::new(key, row.try_get::<String, _>("svalue")?)),
-        }
+        push_run_data(&mut runs, &row)?;
     }
 
     // Dataset inputs.
@@ -592,13 +565,57 @@ pub(super) async fn load_runs(conn: &mut AnyConnection, ids: &[String]) -> Resul
     let mut out = Vec::with_capacity(runs.len());
     for id in ids {
         if let Some(mut run) = runs.remove(id) {
-            run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
-            run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
-            run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            sort_run_data(&mut run.data);
             out.push(run);
         }
     }
     Ok(out)
+}
+
+/// The query of the latest metrics, params and tags of the runs whose ids are bound at the
+/// placeholders `ph` (one row each, read by [`push_run_data`]).
+fn run_data_query(ph: &str) -> String {
+    format!(
+        "SELECT run_uuid, 0 AS kind, key, '' AS svalue, value AS fvalue, is_nan, timestamp, step \
+         FROM latest_metrics WHERE run_uuid IN ({ph}) \
+         UNION ALL SELECT run_uuid, 1, key, value, CAST(0 AS DOUBLE PRECISION), 0, 0, 0 \
+         FROM params WHERE run_uuid IN ({ph}) \
+         UNION ALL SELECT run_uuid, 2, key, value, CAST(0 AS DOUBLE PRECISION), 0, 0, 0 \
+         FROM tags WHERE run_uuid IN ({ph})"
+    )
+}
+
+/// Adds a row of [`run_data_query`] to its run in `runs` (rows of other runs are skipped).
+fn push_run_data(runs: &mut HashMap<String, Run>, row: &impl ColumnRead) -> Result<()> {
+    let id: String = row.read("run_uuid")?;
+    let Some(run) = runs.get_mut(&id) else {
+        return Ok(());
+    };
+    let key: String = row.read("key")?;
+    match row.read::<i64>("kind")? {
+        0 => run.data.metrics.push(Metric::new(
+            key,
+            stored_value(row.read("fvalue")?, row.read("is_nan")?),
+            row.read("timestamp")?,
+            row.read("step")?,
+        )),
+        1 => run
+            .data
+            .params
+            .push(Param::new(key, row.read::<String>("svalue")?)),
+        _ => run
+            .data
+            .tags
+            .push(Tag::new(key, row.read::<String>("svalue")?)),
+    }
+    Ok(())
+}
+
+/// Metrics, params and tags in key order, as MLflow answers them.
+fn sort_run_data(data: &mut RunData) {
+    data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+    data.params.sort_by(|a, b| a.key.cmp(&b.key));
+    data.tags.sort_by(|a, b| a.key.cmp(&b.key));
 }
 
 pub(super) async fn create_run(s: &SqlStore, req: CreateRun) -> Result<Run> {
@@ -1504,36 +1521,12 @@ fn run_condition(sql: &mut Sql, backend: Backend, f: &search::Comparison) -> Res
     }
 }
 
-/// The columns a SQLite run search selects besides [`RUN_COLS`]: each run's latest metrics,
-/// params and tags packed as JSON arrays (`[key, value, is_nan, timestamp, step]` with the
-/// value as round-trip text, `[key, value]`), and whether it has dataset or model inputs or
-/// outputs. One row per run instead of one per metric, param and tag: with sqlx every row and
-/// value is copied and converted, which cost more than the query itself.
-const PACKED_RUN_DATA: &str = "\
-    (SELECT json_group_array(json_array(m.key, printf('%!.17g', m.value), m.is_nan, m.timestamp, \
-     m.step)) FROM latest_metrics m WHERE m.run_uuid = r.run_uuid) AS packed_metrics, \
-    (SELECT json_group_array(json_array(p.key, p.value)) FROM params p \
-     WHERE p.run_uuid = r.run_uuid) AS packed_params, \
-    (SELECT json_group_array(json_array(t.key, t.value)) FROM tags t \
-     WHERE t.run_uuid = r.run_uuid) AS packed_tags, \
-    (EXISTS (SELECT 1 FROM run_dataset_inputs i WHERE i.run_uuid = r.run_uuid) \
+/// Whether a run has dataset or model inputs or outputs (a column of the SQLite run search).
+const HAS_IO: &str = "(EXISTS (SELECT 1 FROM run_dataset_inputs i WHERE i.run_uuid = r.run_uuid) \
      OR EXISTS (SELECT 1 FROM run_models x WHERE x.run_uuid = r.run_uuid)) AS has_io";
 
-/// A metric of [`PACKED_RUN_DATA`].
-#[derive(serde::Deserialize)]
-struct PackedMetric(String, String, i64, i64, i64);
-
-fn unpack<T: serde::de::DeserializeOwned>(row: &impl ColumnRead, column: &str) -> Result<Vec<T>> {
-    let text: Option<String> = row.read(column)?;
-    match text {
-        None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(&text).map_err(|e| {
-            RegistryError::Internal(format!("cannot read the packed {column} of a run: {e}"))
-        }),
-    }
-}
-
-/// A value printed by SQLite's `printf('%!.17g')` (exact; `Inf` for infinities).
+/// A value printed by SQLite's `printf('%!.17g')` or by Rust's `{:?}` (exact; `Inf` for
+/// infinities).
 pub(super) fn unpack_value(text: &str) -> Result<f64> {
     match text {
         "Inf" | "+Inf" => Ok(f64::INFINITY),
@@ -1544,71 +1537,56 @@ pub(super) fn unpack_value(text: &str) -> Result<f64> {
     }
 }
 
-/// A run of a [`PACKED_RUN_DATA`] row, and whether it has inputs or outputs (which the packed
-/// data leaves out).
-fn packed_run_from_row(row: &impl ColumnRead) -> Result<(Run, bool)> {
-    let info = run_info_from_row(row)?;
-    let has_io = row.read::<i64>("has_io")? != 0;
-    let mut metrics = unpack::<PackedMetric>(row, "packed_metrics")?
-        .into_iter()
-        .map(|PackedMetric(key, value, is_nan, timestamp, step)| {
-            Ok(Metric::new(
-                key,
-                stored_value(unpack_value(&value)?, is_nan),
-                timestamp,
-                step,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut params: Vec<Param> = unpack::<(String, String)>(row, "packed_params")?
-        .into_iter()
-        .map(|(k, v)| Param::new(k, v))
+/// The SQLite search, on a direct reader (see the `direct` module): the page of runs (with
+/// [`HAS_IO`]), then their latest metrics, params and tags in one more query; runs with inputs
+/// or outputs are completed by [`load_runs`].
+async fn search_runs_sqlite(
+    s: &SqlStore,
+    readers: &super::direct::DirectReaders,
+    sql: &Sql,
+    limit: i64,
+    offset: i64,
+) -> Result<Page<Run>> {
+    let (runs, more) = readers.read(|conn| {
+        let mut found = super::direct::fetch(conn, sql, |row| {
+            Ok((run_info_from_row(row)?, row.read::<i64>("has_io")? != 0))
+        })?;
+        let more = found.len() as i64 > limit;
+        found.truncate(limit as usize);
+        let mut data = Sql::default();
+        let ph = data.list(found.iter().map(|(info, _)| info.run_id.as_str()));
+        let mut runs: HashMap<String, Run> = HashMap::with_capacity(found.len());
+        for (info, _) in &found {
+            runs.insert(
+                info.run_id.clone(),
+                Run {
+                    info: info.clone(),
+                    data: RunData::default(),
+                    inputs: RunInputs::default(),
+                    outputs: Some(RunOutputs::default()),
+                },
+            );
+        }
+        if !found.is_empty() {
+            data.text = run_data_query(&ph);
+            super::direct::fetch(conn, &data, |row| push_run_data(&mut runs, row))?;
+        }
+        let ordered: Vec<(Run, bool)> = found
+            .into_iter()
+            .filter_map(|(info, has_io)| {
+                let mut run = runs.remove(&info.run_id)?;
+                sort_run_data(&mut run.data);
+                Some((run, has_io))
+            })
+            .collect();
+        Ok((ordered, more))
+    })?;
+    let with_io: Vec<String> = runs
+        .iter()
+        .filter(|(_, has_io)| *has_io)
+        .map(|(run, _)| run.info.run_id.clone())
         .collect();
-    let mut tags: Vec<Tag> = unpack::<(String, String)>(row, "packed_tags")?
-        .into_iter()
-        .map(|(k, v)| Tag::new(k, v))
-        .collect();
-    metrics.sort_by(|a, b| a.key.cmp(&b.key));
-    params.sort_by(|a, b| a.key.cmp(&b.key));
-    tags.sort_by(|a, b| a.key.cmp(&b.key));
-    let run = Run {
-        info,
-        data: RunData {
-            metrics,
-            params,
-            tags,
-        },
-        inputs: RunInputs::default(),
-        outputs: Some(RunOutputs::default()),
-    };
-    Ok((run, has_io))
-}
-
-/// The SQLite search: one query for the page of runs with their data (see
-/// [`PACKED_RUN_DATA`]), on a direct reader (see the `direct` module); runs with inputs or
-/// outputs are completed by [`load_runs`].
-async fn search_runs_packed(s: &SqlStore, sql: &Sql, limit: i64, offset: i64) -> Result<Page<Run>> {
-    let rows = match &s.direct_read {
-        Some(readers) => {
-            readers.read(|conn| super::direct::fetch(conn, sql, |r| packed_run_from_row(r)))?
-        }
-        None => {
-            let mut conn = s.read.acquire().await?;
-            let rows = sql.query().fetch_all(&mut *conn).await?;
-            rows.iter()
-                .map(packed_run_from_row)
-                .collect::<Result<Vec<_>>>()?
-        }
-    };
-    let next = (rows.len() as i64 > limit).then(|| search::page_token(offset + limit));
-    let mut runs = Vec::with_capacity(rows.len().min(limit as usize));
-    let mut with_io = Vec::new();
-    for (run, has_io) in rows.into_iter().take(limit as usize) {
-        if has_io {
-            with_io.push(run.info.run_id.clone());
-        }
-        runs.push(run);
-    }
+    let mut runs: Vec<Run> = runs.into_iter().map(|(run, _)| run).collect();
     if !with_io.is_empty() {
         let mut conn = s.read.acquire().await?;
         for full in load_runs(&mut conn, &with_io).await? {
@@ -1619,7 +1597,7 @@ async fn search_runs_packed(s: &SqlStore, sql: &Sql, limit: i64, offset: i64) ->
     }
     Ok(Page {
         items: runs,
-        next_page_token: next,
+        next_page_token: more.then(|| search::page_token(offset + limit)),
     })
 }
 
@@ -1771,14 +1749,14 @@ pub(super) async fn search_runs(s: &SqlStore, req: SearchRuns) -> Result<Page<Ru
     }
     let lim = sql.arg(limit + 1);
     let off = sql.arg(offset);
-    if s.backend == Backend::Sqlite {
+    if let Some(readers) = &s.direct_read {
         sql.text = format!(
-            "SELECT {RUN_COLS}, {PACKED_RUN_DATA} FROM runs r{joins} WHERE {} ORDER BY {} LIMIT \
-             {lim} OFFSET {off}",
+            "SELECT {RUN_COLS}, {HAS_IO} FROM runs r{joins} WHERE {} ORDER BY {} LIMIT {lim} \
+             OFFSET {off}",
             conds.join(" AND "),
             order_sql.join(", ")
         );
-        return search_runs_packed(s, &sql, limit, offset).await;
+        return search_runs_sqlite(s, readers, &sql, limit, offset).await;
     }
     sql.text = format!(
         "SELECT r.run_uuid FROM runs r{joins} WHERE {} ORDER BY {} LIMIT {lim} OFFSET {off}",
