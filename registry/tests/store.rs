@@ -2037,11 +2037,16 @@ async fn sqlite_store_without_background_merge(path: &std::path::Path) -> S {
 
 /// Rows of `table` in the SQLite file at `path` (read by a connection of its own).
 async fn sqlite_rows(path: &std::path::Path, table: &str) -> i64 {
+    sqlite_count(path, &format!("SELECT COUNT(*) FROM {table}")).await
+}
+
+/// The number `query` answers on the SQLite file at `path` (read by a connection of its own).
+async fn sqlite_count(path: &std::path::Path, query: &str) -> i64 {
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let n = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+    let n = sqlx::query_scalar(query)
         .fetch_one(&mut conn)
         .await
         .unwrap();
@@ -2052,17 +2057,11 @@ async fn sqlite_rows(path: &std::path::Path, table: &str) -> i64 {
 /// How many metric values the merges packed into `metric_chunks` (exact duplicates included:
 /// history reads drop them).
 async fn sqlite_packed_values(path: &std::path::Path) -> i64 {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let n =
-        sqlx::query_scalar("SELECT COALESCE(SUM(json_array_length(data)), 0) FROM metric_chunks")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    conn.close().await.unwrap();
-    n
+    sqlite_count(
+        path,
+        "SELECT COALESCE(SUM(json_array_length(data)), 0) FROM metric_chunks",
+    )
+    .await
 }
 
 /// A database of the previous layout (metric history as one indexed `metrics` row per value,
@@ -2125,17 +2124,12 @@ async fn sqlite_history_survives_the_move_to_chunks() {
         .await
         .unwrap();
     assert_eq!(paged_history(&s, &run, "loss", 2).await.len(), 4);
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let old: i64 = sqlx::query_scalar(
+    let old_table = sqlite_count(
+        &path,
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
     )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(old, 0);
-    conn.close().await.unwrap();
+    .await;
+    assert_eq!(old_table, 0);
     s.close().await;
 }
 

@@ -78,7 +78,7 @@ struct ChunkEntry(
 );
 
 /// A staged value as it is packed into a chunk.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub(super) struct PackedValue<'a> {
     /// The staging id (logging order).
     pub id: i64,
