@@ -817,20 +817,21 @@ fn up_trains_in_process_and_serves_the_model() {
                              "This was awful, broken and a complete waste of money."]}],
         "outputs": [{"name": "label"}],
     });
-    let labels: Value = runtime.block_on(async {
-        http_client()
-            .post(format!(
-                "http://{}/v2/models/sentiment-up/infer",
-                server.http
-            ))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    // Both classifiers' labels for the two sentences.
+    let labels_of = |model: &str| -> Value {
+        runtime.block_on(async {
+            http_client()
+                .post(format!("http://{}/v2/models/{model}/infer", server.http))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let labels = labels_of("sentiment-up");
     assert_eq!(
         labels["outputs"][0]["data"],
         json!(["positive", "negative"]),
@@ -854,20 +855,7 @@ fn up_trains_in_process_and_serves_the_model() {
     assert!(ok, "{stdout}\n{stderr}\n{}", server.log());
     assert!(stdout.contains("all-MiniLM-L6-v2 fine-tuned"), "{stdout}");
     server.wait_model_ready("sentiment-tuned", Duration::from_secs(60));
-    let labels: Value = runtime.block_on(async {
-        http_client()
-            .post(format!(
-                "http://{}/v2/models/sentiment-tuned/infer",
-                server.http
-            ))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let labels = labels_of("sentiment-tuned");
     assert_eq!(
         labels["outputs"][0]["data"],
         json!(["positive", "negative"]),

@@ -49,10 +49,6 @@ pub use data::{LabelColumn, LabelValues, LoadedDataset, TextColumn, load_dataset
 pub use device::DeviceSpec;
 pub use error::{Result, TrainError};
 pub use families::{AUTO_CLASSIFICATION_MAX_CLASSES, resolve_task};
-#[doc(hidden)]
-pub fn families_fine_tune_pretrained() -> std::sync::Arc<families::fine_tune::PretrainedBert> {
-    families::fine_tune::pretrained_from_store().unwrap()
-}
 pub use images::ImageSet;
 pub use metrics::{higher_is_better, primary_metric};
 pub use optim::{AdamState, AdamW, AdamWConfig};

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::direct::db_error;
-use super::tracking::{newest_per_series, storable};
+use super::tracking::{MOVE_LATEST, newest_per_series, storable};
 use super::{SqlStore, WriteConn};
 use crate::entities::{LIFECYCLE_ACTIVE, Metric};
 use crate::error::{ErrorCode, RegistryError, Result};
@@ -156,17 +156,11 @@ fn commit(
                 ])
                 .map_err(db_error)?;
         }
-        // MLflow's rule for the latest value (see `tracking::newer_metric`): the greatest
-        // (step, timestamp, value); the WHERE moves a row only to a strictly newer value.
         let mut move_latest = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_uuid, key) DO UPDATE SET \
-                 value = excluded.value, is_nan = excluded.is_nan, \
-                 timestamp = excluded.timestamp, step = excluded.step \
-                 WHERE (excluded.step, excluded.timestamp, excluded.value) > \
-                 (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
-            )
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) {MOVE_LATEST}"
+            ))
             .map_err(db_error)?;
         for ((run_id, key), (step, timestamp, value, is_nan)) in
             newest_per_series(accepted.iter().copied())

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use sqlx::{AnyConnection, Row};
 
-use super::tracking::{stored_value, unpack_value};
+use super::tracking::stored_value;
 use crate::entities::Metric;
 use crate::error::{RegistryError, Result};
 
@@ -130,6 +130,18 @@ pub(super) fn finish_chunk(data: &mut String) {
         data.push('[');
     }
     data.push(']');
+}
+
+/// A chunk entry's value text, as [`push_chunk_entry`] writes it (exact; `Inf` and `-Inf` for
+/// infinities).
+fn unpack_value(text: &str) -> Result<f64> {
+    match text {
+        "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        t => t.parse().map_err(|_| {
+            RegistryError::Internal(format!("cannot read the metric value {t:?} of a chunk"))
+        }),
+    }
 }
 
 /// The values of one chunk's `data`.

@@ -890,6 +890,14 @@ pub(super) fn newest_per_series<'a>(
     newest
 }
 
+/// The conflict clause of every `latest_metrics` upsert: MLflow's rule for the latest value (see
+/// [`newer_metric`]), the greatest (step, timestamp, value); the WHERE moves a row only to a
+/// strictly newer value.
+pub(super) const MOVE_LATEST: &str = "ON CONFLICT (run_uuid, key) DO UPDATE SET \
+     value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, \
+     step = excluded.step WHERE (excluded.step, excluded.timestamp, excluded.value) > \
+     (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)";
+
 /// Moves `latest_metrics` to the newest of `rows` (see [`newer_metric`]) for each (run, key)
 /// whose stored latest value is older: one set-based upsert per batch, instead of a trigger
 /// per inserted row. The batch is first reduced to its newest value per (run, key) (the first
@@ -900,7 +908,7 @@ pub(super) fn newest_per_series<'a>(
 /// grows) are filtered out before the upsert so that they take no row lock and concurrent
 /// writers of one key do not queue on it; the upsert's WHERE decides under the lock.
 ///
-/// A value that was an exact duplicate of a stored one (dropped from `metrics`) may be among
+/// A value that was an exact duplicate of a stored one (one entry of its history) may be among
 /// `rows`: the latest value is at least that stored one already, so it changes nothing.
 async fn upsert_latest_metrics<'a>(
     conn: &mut AnyConnection,
@@ -908,10 +916,6 @@ async fn upsert_latest_metrics<'a>(
     rows: impl IntoIterator<Item = (&'a str, &'a Metric)>,
 ) -> Result<()> {
     let newest = newest_per_series(rows);
-    const SET: &str = "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, \
-         is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
-         WHERE (excluded.step, excluded.timestamp, excluded.value) > \
-         (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)";
     for chunk in newest.chunks(ROWS_PER_STATEMENT) {
         let mut sql = Sql::default();
         let mut values = String::with_capacity(chunk.len() * 24);
@@ -932,7 +936,7 @@ async fn upsert_latest_metrics<'a>(
         sql.text = match backend {
             Backend::Sqlite => format!(
                 "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) \
-                 VALUES {values} {SET}"
+                 VALUES {values} {MOVE_LATEST}"
             ),
             Backend::Postgres => format!(
                 "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) \
@@ -940,7 +944,7 @@ async fn upsert_latest_metrics<'a>(
                  FROM (VALUES {values}) AS v (run_uuid, key, value, is_nan, timestamp, step) \
                  WHERE NOT EXISTS (SELECT 1 FROM latest_metrics l WHERE l.run_uuid = v.run_uuid \
                  AND l.key = v.key AND (l.step, l.timestamp, l.value) >= \
-                 (v.step, v.timestamp, v.value)) ORDER BY v.run_uuid, v.key {SET}"
+                 (v.step, v.timestamp, v.value)) ORDER BY v.run_uuid, v.key {MOVE_LATEST}"
             ),
         };
         sql.query().execute(&mut *conn).await?;
@@ -948,8 +952,8 @@ async fn upsert_latest_metrics<'a>(
     Ok(())
 }
 
-/// Appends metric rows of runs already checked to be active (exact duplicates dropped, at once
-/// on PostgreSQL, by the merge of staged values on SQLite), and moves their latest values
+/// Appends metric rows of runs already checked to be active (exact duplicates dropped at once on
+/// PostgreSQL, when history is read on SQLite, see the `history` module), and moves their latest values
 /// ([`upsert_latest_metrics`]). Metrics with a `model_id` are also recorded on the logged model.
 /// The caller counts the values it staged ([`SqlStore::note_staged`]) once it has committed.
 async fn insert_metrics(
@@ -1524,18 +1528,6 @@ fn run_condition(sql: &mut Sql, backend: Backend, f: &search::Comparison) -> Res
 /// Whether a run has dataset or model inputs or outputs (a column of the SQLite run search).
 const HAS_IO: &str = "(EXISTS (SELECT 1 FROM run_dataset_inputs i WHERE i.run_uuid = r.run_uuid) \
      OR EXISTS (SELECT 1 FROM run_models x WHERE x.run_uuid = r.run_uuid)) AS has_io";
-
-/// A value printed by SQLite's `printf('%!.17g')` or by Rust's `{:?}` (exact; `Inf` for
-/// infinities).
-pub(super) fn unpack_value(text: &str) -> Result<f64> {
-    match text {
-        "Inf" | "+Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        t => t.parse().map_err(|_| {
-            RegistryError::Internal(format!("cannot read the packed metric value {t:?}"))
-        }),
-    }
-}
 
 /// The SQLite search, on a direct reader (see the `direct` module): the page of runs (with
 /// [`HAS_IO`]), then their latest metrics, params and tags in one more query; runs with inputs
