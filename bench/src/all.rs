@@ -19,6 +19,8 @@ use crate::procs::{ServerProcess, find_python, find_server_binary, free_addr, sc
 pub const COMPUTE: &str = "mlp_compute";
 /// The overhead-bound model (64 → 256 → 256 → 10).
 pub const OVERHEAD: &str = "mlp_overhead";
+/// The concurrency at which the throughput targets are set.
+const TARGET_CONCURRENCY: usize = 32;
 /// KServe's requests per second at concurrency 32 quoted by the issue.
 const KSERVE_QUOTED_RPS: f64 = 760.0;
 
@@ -110,8 +112,31 @@ pub struct Report {
     pub floors: Vec<FloorResult>,
     /// Every load point.
     pub loads: Vec<LoadResult>,
+    /// The same-threads floor of the compute model measured just before and just after each of
+    /// its loads at the target concurrency.
+    pub adjacent_floors: Vec<AdjacentFloors>,
     /// The target checks.
     pub ratios: Vec<Ratio>,
+}
+
+/// The compute model's same-threads floor around one load. A VM's speed can drift by a third
+/// within minutes (run 5 saw the 1×1 floor at 13.1 k rows/s and, 20 minutes later, 9.7 k), so the
+/// load is also compared with floors taken at the same time as it.
+#[derive(Debug, Serialize)]
+pub struct AdjacentFloors {
+    /// The load's transport.
+    pub transport: Transport,
+    /// The floor measured just before the load.
+    pub before: FloorResult,
+    /// The floor measured just after it.
+    pub after: FloorResult,
+}
+
+impl AdjacentFloors {
+    /// The mean of the two floors' rows per second.
+    pub fn rows_per_s(&self) -> f64 {
+        (self.before.rows_per_s + self.after.rows_per_s) / 2.0
+    }
 }
 
 /// One target check.
@@ -237,7 +262,17 @@ pub async fn run_all(args: AllArgs) -> anyhow::Result<Report> {
         }
     }
 
+    let adjacent_floor = FloorArgs {
+        model: model_file(&repo, COMPUTE),
+        batch: 32,
+        threads: compute_layout.1,
+        sessions: compute_layout.0,
+        duration: args.floor_duration,
+        warmup: 1.0,
+        onnxruntime_library: Some(ort_lib.clone()),
+    };
     let mut loads = Vec::new();
+    let mut adjacent_floors = Vec::new();
     {
         let (http, grpc) = (free_addr()?, free_addr()?);
         let mut command = Command::new(&server_bin);
@@ -270,7 +305,11 @@ pub async fn run_all(args: AllArgs) -> anyhow::Result<Report> {
         )?;
         server.wait_ready(&models, Duration::from_secs(120)).await?;
         for model in &models {
-            loads.extend(run_matrix(&args, "cerulean", &server, model).await?);
+            let adjacent = (*model == COMPUTE).then_some(&adjacent_floor);
+            let (model_loads, floors) =
+                run_matrix(&args, "cerulean", &server, model, adjacent).await?;
+            loads.extend(model_loads);
+            adjacent_floors.extend(floors);
         }
         server.stop();
     }
@@ -295,14 +334,25 @@ pub async fn run_all(args: AllArgs) -> anyhow::Result<Report> {
         server
             .wait_ready(&[OVERHEAD], Duration::from_secs(120))
             .await?;
-        loads.extend(run_matrix(&args, "kserve", &server, OVERHEAD).await?);
+        loads.extend(
+            run_matrix(&args, "kserve", &server, OVERHEAD, None)
+                .await?
+                .0,
+        );
         server.stop();
     }
 
-    let ratios = ratios(&floors, &loads, compute_layout, args.reference_threads);
+    let ratios = ratios(
+        &floors,
+        &loads,
+        &adjacent_floors,
+        compute_layout,
+        args.reference_threads,
+    );
     let report = Report {
         floors,
         loads,
+        adjacent_floors,
         ratios,
     };
     let json = serde_json::to_string_pretty(&report)?;
@@ -312,14 +362,18 @@ pub async fn run_all(args: AllArgs) -> anyhow::Result<Report> {
 }
 
 /// Every transport × concurrency for one model on one server. A transport whose first request
-/// fails (say, one the server does not support) is reported as such and skipped.
+/// fails (say, one the server does not support) is reported as such and skipped. With
+/// `adjacent_floor`, each load at the target concurrency (32) is bracketed by that floor, measured
+/// just before and just after it (the server idles meanwhile).
 async fn run_matrix(
     args: &AllArgs,
     server_name: &str,
     server: &ServerProcess,
     model: &str,
-) -> anyhow::Result<Vec<LoadResult>> {
+    adjacent_floor: Option<&FloorArgs>,
+) -> anyhow::Result<(Vec<LoadResult>, Vec<AdjacentFloors>)> {
     let mut results = Vec::new();
+    let mut adjacent = Vec::new();
     for &transport in &args.transports {
         for &concurrency in &args.concurrency {
             let spec = LoadSpec {
@@ -333,6 +387,8 @@ async fn run_matrix(
                 timing: args.timing,
                 server_pid: Some(server.pid()),
             };
+            let bracket = adjacent_floor.filter(|_| concurrency == TARGET_CONCURRENCY);
+            let before = bracket.map(|floor| quiet_floor(args, floor)).transpose()?;
             wait_quiet(args);
             match run_load(&spec).await {
                 Ok(mut result) => {
@@ -353,6 +409,14 @@ async fn run_matrix(
                         }
                     }
                     results.push(result);
+                    if let (Some(floor), Some(before)) = (bracket, before) {
+                        let after = quiet_floor(args, floor)?;
+                        adjacent.push(AdjacentFloors {
+                            transport,
+                            before,
+                            after,
+                        });
+                    }
                 }
                 Err(err) => {
                     eprintln!(
@@ -364,7 +428,21 @@ async fn run_matrix(
             }
         }
     }
-    Ok(results)
+    Ok((results, adjacent))
+}
+
+/// Runs a floor once the machine is quiet, and prints it.
+fn quiet_floor(args: &AllArgs, floor_args: &FloorArgs) -> anyhow::Result<FloorResult> {
+    wait_quiet(args);
+    let floor = run_floor(floor_args)?;
+    eprintln!(
+        "  adjacent floor batch {} {}: {:.0} rows/s, other CPU {}",
+        floor.batch,
+        floor.layout(),
+        floor.rows_per_s,
+        cpu(floor.other_cpu)
+    );
+    Ok(floor)
 }
 
 /// One line per load point, for progress output.
@@ -434,11 +512,13 @@ fn find_load<'a>(
 
 /// The ratios the targets name, for every transport measured.
 ///
-/// The compute model is compared with two floors at batch 32: the one with the server's own
-/// layout (`compute_layout`, the same ONNX Runtime threads) and the best of all layouts measured.
+/// The compute model is compared with floors at batch 32: the one with the server's own layout
+/// (`compute_layout`, the same ONNX Runtime threads), measured first and measured around each load
+/// (`adjacent`), and the best of all layouts measured.
 pub fn ratios(
     floors: &[FloorResult],
     loads: &[LoadResult],
+    adjacent: &[AdjacentFloors],
     compute_layout: (usize, usize),
     reference_threads: usize,
 ) -> Vec<Ratio> {
@@ -475,6 +555,24 @@ pub fn ratios(
                     met: value >= 0.9,
                 });
             }
+        }
+    }
+    for floors in adjacent {
+        if let Some(r) = find_load(loads, "cerulean", COMPUTE, floors.transport, 32) {
+            let value = r.rows_per_s / floors.rows_per_s();
+            out.push(Ratio {
+                what: format!(
+                    "{COMPUTE} {} c=32 rows/s ÷ same-threads floor measured around it = {:.0} ÷ {:.0} (before {:.0}, after {:.0})",
+                    floors.transport.label(),
+                    r.rows_per_s,
+                    floors.rows_per_s(),
+                    floors.before.rows_per_s,
+                    floors.after.rows_per_s
+                ),
+                value,
+                target: "≥ 0.90".into(),
+                met: value >= 0.9,
+            });
         }
     }
     for t in transports {
@@ -624,6 +722,7 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Summary;
 
     #[test]
     fn configured_layouts_are_read() {
@@ -641,6 +740,71 @@ mod tests {
         assert_eq!(configured_layout(&config), (1, 1));
         assert_eq!(configured_layout(&dir.join("missing")), (1, 1));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn floor(rows_per_s: f64) -> FloorResult {
+        FloorResult {
+            model: COMPUTE.into(),
+            batch: 32,
+            sessions: 1,
+            threads: 1,
+            calls: 100,
+            calls_per_s: rows_per_s / 32.0,
+            rows_per_s,
+            latency: Summary::default(),
+            other_cpu: Some(0.0),
+        }
+    }
+
+    fn compute_load(transport: Transport, rows_per_s: f64) -> LoadResult {
+        LoadResult {
+            server: "cerulean".into(),
+            model: COMPUTE.into(),
+            transport,
+            concurrency: 32,
+            requests: 1000,
+            errors: 0,
+            first_error: None,
+            requests_per_s: rows_per_s,
+            rows_per_s,
+            latency: Summary::default(),
+            server_cpu: None,
+            client_cpu: None,
+            other_cpu: Some(0.0),
+        }
+    }
+
+    #[test]
+    fn compute_loads_are_compared_with_the_floors_around_them() {
+        // The first floor read fast; the machine then slowed, and the floors around the load say so.
+        let floors = [floor(13_000.0)];
+        let loads = [
+            compute_load(Transport::HttpBinary, 9_000.0),
+            compute_load(Transport::Grpc, 9_000.0),
+        ];
+        let adjacent = [AdjacentFloors {
+            transport: Transport::HttpBinary,
+            before: floor(10_200.0),
+            after: floor(9_800.0),
+        }];
+        let ratios = ratios(&floors, &loads, &adjacent, (1, 1), 1);
+        let first_floor: Vec<_> = ratios
+            .iter()
+            .filter(|r| r.what.contains("same threads"))
+            .collect();
+        assert_eq!(first_floor.len(), 2, "one per transport measured");
+        assert!(
+            first_floor
+                .iter()
+                .all(|r| !r.met && (r.value - 9.0 / 13.0).abs() < 1e-9)
+        );
+        let around: Vec<_> = ratios
+            .iter()
+            .filter(|r| r.what.contains("measured around it"))
+            .collect();
+        assert_eq!(around.len(), 1, "only the bracketed load");
+        assert!(around[0].what.contains("http-binary"));
+        assert!((around[0].value - 0.9).abs() < 1e-9 && around[0].met);
     }
 
     #[test]

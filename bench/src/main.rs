@@ -112,6 +112,7 @@ async fn load_command(args: load::LoadArgs) -> anyhow::Result<()> {
     let report = all::Report {
         floors: Vec::new(),
         loads,
+        adjacent_floors: Vec::new(),
         ratios: Vec::new(),
     };
     println!("{}", all::render(&report));
