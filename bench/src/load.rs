@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use bytes::Bytes;
-use cerulean_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use cerulean_proto::inference::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
 };
@@ -24,9 +23,9 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::floor::input_data;
+use crate::grpc_client::{GrpcConnection, encode_frame};
 use crate::stats::{Summary, cpu_seconds, machine_busy_seconds, nanos};
 
 /// Width of both benchmark models' output.
@@ -204,7 +203,8 @@ struct Payload {
     json_body: Bytes,
     binary_body: Bytes,
     binary_header_len: usize,
-    grpc_request: ModelInferRequest,
+    /// The `ModelInfer` request as one gRPC frame (length prefix + message), encoded once.
+    grpc_frame: Bytes,
 }
 
 impl Payload {
@@ -244,7 +244,7 @@ impl Payload {
             json_body: Bytes::from(json_body),
             binary_body: Bytes::from(binary_body),
             binary_header_len,
-            grpc_request,
+            grpc_frame: encode_frame(&grpc_request),
         })
     }
 }
@@ -407,20 +407,16 @@ fn verify_grpc_response(response: &ModelInferResponse) -> anyhow::Result<()> {
 /// A worker's way of sending requests.
 enum Conn {
     Http(HttpConn),
-    Grpc(GrpcInferenceServiceClient<Channel>, Arc<Payload>),
+    Grpc(GrpcConnection, Arc<Payload>),
 }
 
 impl Conn {
     async fn infer(&mut self, verify: bool) -> anyhow::Result<()> {
         match self {
             Conn::Http(conn) => conn.infer(verify).await,
-            Conn::Grpc(client, payload) => {
-                let response = client
-                    .model_infer(payload.grpc_request.clone())
-                    .await
-                    .map_err(|s| anyhow!("gRPC {:?}: {}", s.code(), s.message()))?
-                    .into_inner();
-                if verify {
+            Conn::Grpc(connection, payload) => {
+                let response = connection.model_infer(&payload.grpc_frame, verify).await?;
+                if let Some(response) = response {
                     verify_grpc_response(&response)?;
                 }
                 Ok(())
@@ -464,17 +460,10 @@ async fn open_connections(spec: &LoadSpec, payload: &Arc<Payload>) -> anyhow::Re
             let count = spec.timing.grpc_channels.clamp(1, spec.concurrency.max(1));
             let mut channels = Vec::with_capacity(count);
             for _ in 0..count {
-                let channel = Endpoint::from_shared(format!("http://{}", spec.grpc))?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
-                    .with_context(|| format!("connecting to gRPC at {}", spec.grpc))?;
-                channels.push(channel);
+                channels.push(GrpcConnection::connect(spec.grpc).await?);
             }
             for i in 0..spec.concurrency {
-                let client = GrpcInferenceServiceClient::new(channels[i % count].clone())
-                    .max_decoding_message_size(64 << 20);
-                conns.push(Conn::Grpc(client, payload.clone()));
+                conns.push(Conn::Grpc(channels[i % count].clone(), payload.clone()));
             }
         }
     }
@@ -624,6 +613,7 @@ async fn drive(spec: &LoadSpec, conns: Vec<Conn>) -> anyhow::Result<LoadResult> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     #[test]
     fn payloads_are_well_formed() {
@@ -634,7 +624,8 @@ mod tests {
             serde_json::from_slice(&payload.binary_body[..payload.binary_header_len]).unwrap();
         assert_eq!(header["inputs"][0]["parameters"]["binary_data_size"], 256);
         assert_eq!(payload.binary_body.len() - payload.binary_header_len, 256);
-        assert_eq!(payload.grpc_request.raw_input_contents[0].len(), 256);
+        let grpc = ModelInferRequest::decode(&payload.grpc_frame[5..]).unwrap();
+        assert_eq!(grpc.raw_input_contents[0].len(), 256);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod all;
 mod embeddings;
 mod floor;
+mod grpc_client;
 mod load;
 mod procs;
 mod stats;
