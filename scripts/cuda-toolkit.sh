@@ -3,7 +3,7 @@
 # candle-core / candle-nn 0.11.1 with the `cuda` feature build on a machine without CUDA, and prints
 # the environment to export for the build. Idempotent: a finished toolkit is reused.
 #
-#   eval "$(bash scripts/cuda-toolkit.sh)"
+#   exports="$(bash scripts/cuda-toolkit.sh)" && eval "$exports"   # (a failure is not hidden by eval)
 #   cargo build --release --features cuda      # (in a crate that enables candle's "cuda")
 #
 # Why these pieces (candle-core 0.11.1 -> cudarc 0.19.10, candle-kernels 0.11.1 -> cudaforge 0.1.6):
@@ -88,7 +88,10 @@ if [ ! -f "$ROOT/.cerulean-complete" ]; then
     gcc -E -P -I"$t/include" -x c "$t/include/cuda.h" 2>/dev/null \
       | grep -oE '\bcu[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | tr -d ' (\t' || true
     for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.*/src/driver/sys; do
-      [ -f "$d/mod.rs" ] && grep -oE '^pub unsafe fn cu[A-Za-z0-9_]+' "$d/mod.rs" | awk '{print $4}'
+      # (an `if`, so that a registry without cudarc yet does not fail the pipeline under pipefail)
+      if [ -f "$d/mod.rs" ]; then
+        grep -oE '^pub unsafe fn cu[A-Za-z0-9_]+' "$d/mod.rs" | awk '{print $4}'
+      fi
     done
   } | sort -u | awk '{print "void " $1 "(void) {}"}' > "$tmp/libcuda_stub.c"
   gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$t/lib/stubs/libcuda.so" "$tmp/libcuda_stub.c"

@@ -17,7 +17,12 @@ cd "$(dirname "$0")/.."
 OUT_DIR=.gpu
 
 prepare() {
-    eval "$(bash scripts/cuda-toolkit.sh)"
+    # cudarc's sources first: the toolkit's libcuda stub also lists the entry points cudarc names.
+    cargo fetch --locked
+    # Two steps, so that a failing toolkit script stops here (`eval "$(...)"` would hide it).
+    local exports
+    exports="$(bash scripts/cuda-toolkit.sh)"
+    eval "$exports"
     export CARGO_TARGET_DIR="${CERULEAN_CUDA_TARGET:-$HOME/.cache/cerulean-cuda-target}"
     cargo build --release -p cerulean --features cuda
     mkdir -p "$OUT_DIR"
