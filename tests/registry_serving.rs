@@ -348,15 +348,7 @@ async fn registered_models_are_served(server: &Server, registry_url: &str) {
     common::register_model(&registry, name, &pyfunc_files()).await;
     let started = Instant::now();
     let reason = loop {
-        let index: Value = client
-            .post(format!("{base}/v2/repository/index"))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let index = common::post_json(&format!("{base}/v2/repository/index"), &json!({})).await;
         let entry = index.as_array().and_then(|entries| {
             entries
                 .iter()

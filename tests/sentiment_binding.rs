@@ -64,15 +64,7 @@ async fn classify(base: &str, texts: &[&str]) -> Vec<String> {
         "inputs": [{"name": "TEXT", "shape": [texts.len(), 1], "datatype": "BYTES", "data": texts}],
         "outputs": [{"name": "label"}]
     });
-    let response: Value = common::http_client()
-        .post(format!("{base}/v2/models/{NAME}/infer"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = common::post_json(&format!("{base}/v2/models/{NAME}/infer"), &body).await;
     serde_json::from_value(response["outputs"][0]["data"].clone())
         .unwrap_or_else(|e| panic!("{e}: {response}"))
 }

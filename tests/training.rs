@@ -690,19 +690,12 @@ fn cancel_failures_and_sweeps() {
     let result = job.result.unwrap();
     assert_eq!(result["model"], "digits-sweep");
     let parent = job.run_id.unwrap();
-    let children: Value = runtime().block_on(async {
-        http_client()
-            .post(format!("{url}/api/2.0/mlflow/runs/search"))
-            .json(&json!({
-                "experiment_ids": [runtime_experiment(&url, &parent).await],
-                "filter": format!("tags.mlflow.parentRunId = '{parent}'"),
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+    let children = runtime().block_on(async {
+        let search = json!({
+            "experiment_ids": [runtime_experiment(&url, &parent).await],
+            "filter": format!("tags.mlflow.parentRunId = '{parent}'"),
+        });
+        common::post_json(&format!("{url}/api/2.0/mlflow/runs/search"), &search).await
     });
     let children = children["runs"].as_array().cloned().unwrap_or_default();
     assert_eq!(children.len(), 4, "{children:?}");
@@ -819,17 +812,10 @@ fn up_trains_in_process_and_serves_the_model() {
     });
     // Both classifiers' labels for the two sentences.
     let labels_of = |model: &str| -> Value {
-        runtime.block_on(async {
-            http_client()
-                .post(format!("http://{}/v2/models/{model}/infer", server.http))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
+        runtime.block_on(common::post_json(
+            &format!("http://{}/v2/models/{model}/infer", server.http),
+            &body,
+        ))
     };
     let labels = labels_of("sentiment-up");
     assert_eq!(

@@ -108,9 +108,7 @@ pub fn encode_frame(request: &ModelInferRequest) -> Bytes {
     let mut frame = BytesMut::with_capacity(5 + length);
     frame.put_u8(0);
     frame.put_u32(length as u32);
-    request
-        .encode(&mut frame)
-        .expect("the buffer was sized for the message");
+    request.encode_raw(&mut frame);
     frame.freeze()
 }
 

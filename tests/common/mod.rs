@@ -88,6 +88,19 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// POSTs `body` as JSON to `url` and returns the JSON answer (whatever its status).
+pub async fn post_json(url: &str, body: &serde_json::Value) -> serde_json::Value {
+    http_client()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
