@@ -7,6 +7,7 @@ mod serve;
 mod settings;
 mod train_cli;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,6 +117,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: log files and collectors get plain text, and each
+        // request's span is not wrapped in escape sequences.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
         Command::Up(args) => serve::run(cli.config.as_deref(), args.serve, Some(args.registry)),

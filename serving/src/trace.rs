@@ -40,9 +40,56 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent<'_>> {
     })
 }
 
+/// Records a request's trace context on its span, which declares `trace_id` and `parent_id` as
+/// [`tracing::field::Empty`]. A request without a valid `traceparent` leaves both unset, so that
+/// the log formatter neither formats nor prints them.
+pub fn record_trace_context(span: &tracing::Span, traceparent: Option<TraceParent<'_>>) {
+    if let Some(traceparent) = traceparent {
+        span.record("trace_id", traceparent.trace_id);
+        span.record("parent_id", traceparent.parent_id);
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A valid `traceparent` value (the W3C specification's example).
+    pub(crate) const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// Log output gathered in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the server's log formatter (as `cerulean` sets it up, without colours) writes for an
+    /// event logged inside the span that `make_span` creates.
+    pub(crate) fn log_inside(make_span: impl FnOnce() -> tracing::Span) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            make_span().in_scope(|| tracing::info!("handled"));
+        });
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
 
     #[test]
     fn parses_valid_and_refuses_invalid_values() {

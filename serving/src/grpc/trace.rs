@@ -4,19 +4,48 @@
 
 use tonic::metadata::MetadataMap;
 
-use crate::trace::parse_traceparent;
+use crate::trace::{parse_traceparent, record_trace_context};
 
 /// The span an RPC runs in: `grpc` with the method name and, when the caller sent a valid
-/// `traceparent`, its trace and parent ids (empty otherwise).
+/// `traceparent`, its trace and parent ids (left unset otherwise, so that the log formatter has
+/// nothing to write for them).
 pub fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "grpc",
+        method,
+        trace_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+    );
     let traceparent = metadata
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_traceparent);
-    tracing::info_span!(
-        "grpc",
-        method,
-        trace_id = traceparent.map(|t| t.trace_id).unwrap_or_default(),
-        parent_id = traceparent.map(|t| t.parent_id).unwrap_or_default(),
-    )
+    record_trace_context(&span, traceparent);
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::tests::{TRACEPARENT, log_inside};
+
+    #[test]
+    fn log_lines_carry_the_callers_trace() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("traceparent", TRACEPARENT.parse().unwrap());
+        let line = log_inside(|| rpc_span("ModelInfer", &metadata));
+        assert!(line.contains("method=\"ModelInfer\""), "{line}");
+        assert!(
+            line.contains("trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\""),
+            "{line}"
+        );
+        assert!(line.contains("parent_id=\"00f067aa0ba902b7\""), "{line}");
+    }
+
+    #[test]
+    fn calls_without_a_traceparent_log_no_trace_fields() {
+        let line = log_inside(|| rpc_span("ModelInfer", &MetadataMap::new()));
+        assert!(line.contains("method=\"ModelInfer\""), "{line}");
+        assert!(!line.contains("trace_id"), "{line}");
+    }
 }
