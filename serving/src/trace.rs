@@ -40,13 +40,13 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent<'_>> {
     })
 }
 
-/// Records a request's trace context on its span, which declares `trace_id` and `parent_id` as
-/// [`tracing::field::Empty`]. A request without a valid `traceparent` leaves both unset, so that
-/// the log formatter neither formats nor prints them.
-pub fn record_trace_context(span: &tracing::Span, traceparent: Option<TraceParent<'_>>) {
-    if let Some(traceparent) = traceparent {
-        span.record("trace_id", traceparent.trace_id);
-        span.record("parent_id", traceparent.parent_id);
+/// Records the trace context of a request's `traceparent` value on its span, which declares
+/// `trace_id` and `parent_id` as [`tracing::field::Empty`]. A missing or invalid value leaves both
+/// unset, so that the log formatter neither formats nor prints them.
+pub fn record_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(context) = traceparent.and_then(parse_traceparent) {
+        span.record("trace_id", context.trace_id);
+        span.record("parent_id", context.parent_id);
     }
 }
 

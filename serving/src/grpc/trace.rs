@@ -4,7 +4,7 @@
 
 use tonic::metadata::MetadataMap;
 
-use crate::trace::{parse_traceparent, record_trace_context};
+use crate::trace::record_traceparent;
 
 /// The span an RPC runs in: `grpc` with the method name and, when the caller sent a valid
 /// `traceparent`, its trace and parent ids (left unset otherwise, so that the log formatter has
@@ -16,11 +16,8 @@ pub fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
         trace_id = tracing::field::Empty,
         parent_id = tracing::field::Empty,
     );
-    let traceparent = metadata
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent);
-    record_trace_context(&span, traceparent);
+    let traceparent = metadata.get("traceparent");
+    record_traceparent(&span, traceparent.and_then(|v| v.to_str().ok()));
     span
 }
 

@@ -6,7 +6,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::trace::{parse_traceparent, record_trace_context};
+use crate::trace::record_traceparent;
 
 /// Middleware: runs the request inside a span holding its trace context, and logs server errors.
 pub async fn trace_context(request: Request, next: Next) -> Response {
@@ -33,12 +33,8 @@ fn request_span(request: &Request) -> tracing::Span {
         trace_id = tracing::field::Empty,
         parent_id = tracing::field::Empty,
     );
-    let traceparent = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent);
-    record_trace_context(&span, traceparent);
+    let traceparent = request.headers().get("traceparent");
+    record_traceparent(&span, traceparent.and_then(|v| v.to_str().ok()));
     span
 }
 
