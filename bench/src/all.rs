@@ -540,7 +540,7 @@ pub fn ratios(
     }
     for (kind, floor) in compared {
         for t in transports {
-            if let Some(r) = find_load(loads, "cerulean", COMPUTE, t, 32) {
+            if let Some(r) = find_load(loads, "cerulean", COMPUTE, t, TARGET_CONCURRENCY) {
                 let value = r.rows_per_s / floor.rows_per_s;
                 out.push(Ratio {
                     what: format!(
@@ -558,7 +558,13 @@ pub fn ratios(
         }
     }
     for floors in adjacent {
-        if let Some(r) = find_load(loads, "cerulean", COMPUTE, floors.transport, 32) {
+        if let Some(r) = find_load(
+            loads,
+            "cerulean",
+            COMPUTE,
+            floors.transport,
+            TARGET_CONCURRENCY,
+        ) {
             let value = r.rows_per_s / floors.rows_per_s();
             out.push(Ratio {
                 what: format!(
@@ -576,10 +582,10 @@ pub fn ratios(
         }
     }
     for t in transports {
-        let Some(ours) = find_load(loads, "cerulean", OVERHEAD, t, 32) else {
+        let Some(ours) = find_load(loads, "cerulean", OVERHEAD, t, TARGET_CONCURRENCY) else {
             continue;
         };
-        if let Some(theirs) = find_load(loads, "kserve", OVERHEAD, t, 32) {
+        if let Some(theirs) = find_load(loads, "kserve", OVERHEAD, t, TARGET_CONCURRENCY) {
             let value = ours.requests_per_s / theirs.requests_per_s;
             out.push(Ratio {
                 what: format!(
@@ -607,11 +613,13 @@ pub fn ratios(
     }
     let best_kserve = loads
         .iter()
-        .filter(|r| r.server == "kserve" && r.concurrency == 32)
+        .filter(|r| r.server == "kserve" && r.concurrency == TARGET_CONCURRENCY)
         .max_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
     let best_ours = loads
         .iter()
-        .filter(|r| r.server == "cerulean" && r.model == OVERHEAD && r.concurrency == 32)
+        .filter(|r| {
+            r.server == "cerulean" && r.model == OVERHEAD && r.concurrency == TARGET_CONCURRENCY
+        })
         .max_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
     if let (Some(ours), Some(theirs)) = (best_ours, best_kserve) {
         let value = ours.requests_per_s / theirs.requests_per_s;

@@ -93,8 +93,7 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_valid_and_refuses_invalid_values() {
-        let ok =
-            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let ok = parse_traceparent(TRACEPARENT).unwrap();
         assert_eq!(ok.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(ok.parent_id, "00f067aa0ba902b7");
         assert!(

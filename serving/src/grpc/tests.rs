@@ -195,9 +195,7 @@ async fn end_to_end_over_a_real_connection() {
     let mut ready = Request::new(pb::ServerReadyRequest {});
     ready.metadata_mut().insert(
         "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-            .parse()
-            .unwrap(),
+        crate::trace::tests::TRACEPARENT.parse().unwrap(),
     );
     assert!(client.server_ready(ready).await.unwrap().into_inner().ready);
     let model_ready = |name: &str| pb::ModelReadyRequest {
