@@ -186,7 +186,8 @@ impl LoadedModel {
     async fn infer_inner(&self, request: InferRequest) -> Result<InferResponse> {
         let (inputs, rows) = self.order_inputs(request.inputs)?;
         let selected = self.select_outputs(&request.outputs)?;
-        let outputs = match self.scheduler.try_execute_inline(&inputs, rows) {
+        let entered = self.scheduler.enter();
+        let outputs = match self.scheduler.try_execute_inline(&entered, &inputs, rows) {
             Some(result) => result?,
             None => {
                 let (reply, receiver) = oneshot::channel();

@@ -2,10 +2,12 @@
 //! instance. A worker takes the oldest request, then gathers compatible requests until the batch is
 //! full or the oldest request has waited `max_queue_delay`, runs the batch, and splits the outputs back.
 //! Requests whose client has gone away are dropped from the queue without being computed.
+//! A cheap request that arrives alone runs on the caller's thread instead (see
+//! [`Scheduler::try_execute_inline`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -77,9 +79,13 @@ impl Job {
     }
 }
 
-/// Executions cheaper than this may run on the caller's thread when nothing else is waiting: handing
-/// such a request to a worker thread and back costs more than computing it.
+/// Executions cheaper than this may run on the caller's thread when no other request is in flight:
+/// handing such a request to a worker thread and back costs more than computing it.
 const INLINE_COMPUTE_LIMIT: Duration = Duration::from_micros(100);
+
+/// How long a model's requests count as concurrent after two were last in flight together. While
+/// they do, none runs inline: each goes through the queue, where the worker batches them.
+const CONCURRENCY_MEMORY: Duration = Duration::from_millis(100);
 
 /// What the scheduler handle and its workers share.
 struct Shared {
@@ -176,6 +182,23 @@ pub struct Scheduler {
     sender: Sender<Job>,
     shared: Arc<Shared>,
     workers: usize,
+    /// Requests between [`Scheduler::enter`] and the end of their [`InFlight`] guard.
+    in_flight: AtomicUsize,
+    /// When a request last entered while another was in flight, in ns since `started`.
+    last_concurrent_ns: AtomicU64,
+    /// The scheduler's start, the origin of `last_concurrent_ns`.
+    started: Instant,
+}
+
+/// Counts one request as in flight on its model for as long as it lives; see [`Scheduler::enter`].
+pub struct InFlight<'a> {
+    count: &'a AtomicUsize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Scheduler {
@@ -216,6 +239,9 @@ impl Scheduler {
             sender,
             shared,
             workers,
+            in_flight: AtomicUsize::new(0),
+            last_concurrent_ns: AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 
@@ -233,17 +259,41 @@ impl Scheduler {
         }
     }
 
+    /// Counts a request as in flight until the returned guard is dropped. A request enters before
+    /// it tries [`Scheduler::try_execute_inline`] and stays in until it has its answer.
+    pub fn enter(&self) -> InFlight<'_> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) > 0 {
+            self.last_concurrent_ns
+                .store(self.elapsed_ns().max(1), Ordering::Relaxed);
+        }
+        InFlight {
+            count: &self.in_flight,
+        }
+    }
+
     /// Runs a request on the calling thread, when that is cheaper than queueing it and batching could
-    /// not gain anything: the model computes in under [`INLINE_COMPUTE_LIMIT`], its batching does not
-    /// wait (`max_queue_delay` is zero), the queue is empty and an instance is idle. Returns `None`
-    /// (having done nothing) otherwise.
+    /// not gain anything: it is the only request in flight (`entered` is its own guard) and no two
+    /// were in flight together within [`CONCURRENCY_MEMORY`], the model computes in under
+    /// [`INLINE_COMPUTE_LIMIT`], its batching does not wait (`max_queue_delay` is zero), the queue
+    /// is empty and an instance is idle. Returns `None` (having done nothing) otherwise.
+    ///
+    /// Under concurrent load the requests go through the queue even when the model is idle for a
+    /// moment. A request computed there starts a batch of one while its neighbours are being read;
+    /// queued, it wakes the worker thread, and the requests that arrive meanwhile join its batch.
     pub fn try_execute_inline(
         &self,
+        entered: &InFlight<'_>,
         inputs: &[Tensor],
         rows: usize,
     ) -> Option<Result<Vec<Tensor>>> {
+        debug_assert!(
+            std::ptr::eq(entered.count, &self.in_flight),
+            "the guard belongs to another scheduler"
+        );
         let shared = &self.shared;
-        if shared.compute_ns.load(Ordering::Relaxed) > INLINE_COMPUTE_LIMIT.as_nanos() as u64
+        if self.in_flight.load(Ordering::Acquire) > 1
+            || self.concurrent_lately()
+            || shared.compute_ns.load(Ordering::Relaxed) > INLINE_COMPUTE_LIMIT.as_nanos() as u64
             || !shared.policy.max_queue_delay.is_zero()
             || !self.sender.is_empty()
         {
@@ -255,6 +305,17 @@ impl Scheduler {
         shared.stats.record_request_compute(Duration::ZERO, times);
         shared.metrics.record_queue(Duration::ZERO);
         Some(result.map(|mut per_job| per_job.pop().unwrap_or_default()))
+    }
+
+    /// Whether a request entered while another was in flight within the last
+    /// [`CONCURRENCY_MEMORY`].
+    fn concurrent_lately(&self) -> bool {
+        let last = self.last_concurrent_ns.load(Ordering::Relaxed);
+        last != 0 && self.elapsed_ns().saturating_sub(last) < CONCURRENCY_MEMORY.as_nanos() as u64
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Requests currently waiting.
@@ -587,8 +648,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cheap_requests_run_inline_when_the_model_is_idle() {
+    /// A scheduler for a cheap model whose cost it has learned from queued executions, so that
+    /// it can run a request inline, and the number of executions so far.
+    fn learned_cheap_scheduler() -> (Scheduler, Arc<Mutex<Vec<usize>>>, usize) {
         let policy = BatchingPolicy {
             max_batch_size: 8,
             max_queue_delay: Duration::ZERO,
@@ -596,36 +658,85 @@ mod tests {
             queue_capacity: 16,
         };
         let (scheduler, executions) = scheduler(policy, Duration::ZERO);
-        let input = || {
-            let data: Vec<u8> = [3f32, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-            vec![Tensor::new("x", DataType::Fp32, vec![1, 2], Bytes::from(data)).unwrap()]
-        };
-        assert!(
-            scheduler.try_execute_inline(&input(), 1).is_none(),
-            "the model's cost is unknown before its first execution"
-        );
+        {
+            let entered = scheduler.enter();
+            assert!(
+                scheduler
+                    .try_execute_inline(&entered, &inline_input(), 1)
+                    .is_none(),
+                "the model's cost is unknown before its first execution"
+            );
+        }
         // Queued executions teach the scheduler the model's cost. The worker hands its instance back
         // just after answering, and a loaded machine can stretch one execution past the limit, so
-        // keep feeding it until the idle, cheap state is seen (bounded: a model that never runs
-        // inline fails the test).
+        // keep feeding it until the idle, cheap state is seen (bounded: a model that never gets
+        // there fails the test).
         let mut queued = 0;
-        let outputs = loop {
+        loop {
             let (job, rx) = job([1.0, 1.0]);
             scheduler.submit(job).unwrap();
             rx.blocking_recv().unwrap().unwrap();
             queued += 1;
-            let inline = (0..100).find_map(|_| {
-                let found = scheduler.try_execute_inline(&input(), 1);
-                if found.is_none() {
+            let cheap = scheduler.shared.compute_ns.load(Ordering::Relaxed)
+                <= INLINE_COMPUTE_LIMIT.as_nanos() as u64;
+            let idle = (0..100).any(|_| {
+                let idle = !scheduler.shared.idle.lock().is_empty();
+                if !idle {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                found
+                idle
             });
-            if let Some(result) = inline {
-                break result.unwrap();
+            if cheap && idle {
+                return (scheduler, executions, queued);
             }
-            assert!(queued < 20, "a cheap, idle model never ran inline");
-        };
+            assert!(queued < 20, "a cheap model never became cheap and idle");
+        }
+    }
+
+    fn inline_input() -> Vec<Tensor> {
+        let data: Vec<u8> = [3f32, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        vec![Tensor::new("x", DataType::Fp32, vec![1, 2], Bytes::from(data)).unwrap()]
+    }
+
+    #[test]
+    fn a_cheap_request_alone_runs_inline_when_the_model_is_idle() {
+        let (scheduler, executions, queued) = learned_cheap_scheduler();
+        let entered = scheduler.enter();
+        let outputs = scheduler
+            .try_execute_inline(&entered, &inline_input(), 1)
+            .expect("a cheap request alone on an idle model runs inline")
+            .unwrap();
+        assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
+        assert_eq!(executions.lock().unwrap().len(), queued + 1);
+    }
+
+    #[test]
+    fn a_cheap_request_is_queued_while_another_is_in_flight() {
+        let (scheduler, executions, queued) = learned_cheap_scheduler();
+        let other = scheduler.enter();
+        let entered = scheduler.enter();
+        assert!(
+            scheduler
+                .try_execute_inline(&entered, &inline_input(), 1)
+                .is_none(),
+            "with another request in flight, the request goes to the queue to be batched"
+        );
+        assert_eq!(executions.lock().unwrap().len(), queued, "nothing ran");
+        // The other request is answered, but the model's requests were concurrent a moment ago, so
+        // more are likely on their way: still queued.
+        drop(other);
+        assert!(
+            scheduler
+                .try_execute_inline(&entered, &inline_input(), 1)
+                .is_none(),
+            "requests stay queued for a while after two were in flight together"
+        );
+        // Once that is long enough ago, a lone request runs inline again.
+        std::thread::sleep(CONCURRENCY_MEMORY + Duration::from_millis(20));
+        let outputs = scheduler
+            .try_execute_inline(&entered, &inline_input(), 1)
+            .expect("a lone request runs inline once the concurrency is past")
+            .unwrap();
         assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
         assert_eq!(executions.lock().unwrap().len(), queued + 1);
     }
