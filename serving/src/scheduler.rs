@@ -698,16 +698,34 @@ mod tests {
         vec![Tensor::new("x", DataType::Fp32, vec![1, 2], Bytes::from(data)).unwrap()]
     }
 
+    /// Asserts that the request `entered` runs inline, answers correctly, and is the one execution
+    /// after the `queued` ones.
+    fn assert_runs_inline(
+        scheduler: &Scheduler,
+        entered: &InFlight<'_>,
+        executions: &Mutex<Vec<usize>>,
+        queued: usize,
+        why: &str,
+    ) {
+        let outputs = scheduler
+            .try_execute_inline(entered, &inline_input(), 1)
+            .unwrap_or_else(|| panic!("{why}"))
+            .unwrap();
+        assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
+        assert_eq!(executions.lock().unwrap().len(), queued + 1);
+    }
+
     #[test]
     fn a_cheap_request_alone_runs_inline_when_the_model_is_idle() {
         let (scheduler, executions, queued) = learned_cheap_scheduler();
         let entered = scheduler.enter();
-        let outputs = scheduler
-            .try_execute_inline(&entered, &inline_input(), 1)
-            .expect("a cheap request alone on an idle model runs inline")
-            .unwrap();
-        assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
-        assert_eq!(executions.lock().unwrap().len(), queued + 1);
+        assert_runs_inline(
+            &scheduler,
+            &entered,
+            &executions,
+            queued,
+            "a cheap request alone on an idle model runs inline",
+        );
     }
 
     #[test]
@@ -733,12 +751,13 @@ mod tests {
         );
         // Once that is long enough ago, a lone request runs inline again.
         std::thread::sleep(CONCURRENCY_MEMORY + Duration::from_millis(20));
-        let outputs = scheduler
-            .try_execute_inline(&entered, &inline_input(), 1)
-            .expect("a lone request runs inline once the concurrency is past")
-            .unwrap();
-        assert_eq!(values(&outputs[0]), vec![6.0, 8.0]);
-        assert_eq!(executions.lock().unwrap().len(), queued + 1);
+        assert_runs_inline(
+            &scheduler,
+            &entered,
+            &executions,
+            queued,
+            "a lone request runs inline once the concurrency is past",
+        );
     }
 
     #[test]
