@@ -660,11 +660,10 @@ mod tests {
         let (scheduler, executions) = scheduler(policy, Duration::ZERO);
         {
             let entered = scheduler.enter();
-            assert!(
-                scheduler
-                    .try_execute_inline(&entered, &inline_input(), 1)
-                    .is_none(),
-                "the model's cost is unknown before its first execution"
+            assert_not_inline(
+                &scheduler,
+                &entered,
+                "the model's cost is unknown before its first execution",
             );
         }
         // Queued executions teach the scheduler the model's cost. The worker hands its instance back
@@ -696,6 +695,16 @@ mod tests {
     fn inline_input() -> Vec<Tensor> {
         let data: Vec<u8> = [3f32, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         vec![Tensor::new("x", DataType::Fp32, vec![1, 2], Bytes::from(data)).unwrap()]
+    }
+
+    /// Asserts that the request `entered` does not run inline (and so would be queued).
+    fn assert_not_inline(scheduler: &Scheduler, entered: &InFlight<'_>, why: &str) {
+        assert!(
+            scheduler
+                .try_execute_inline(entered, &inline_input(), 1)
+                .is_none(),
+            "{why}"
+        );
     }
 
     /// Asserts that the request `entered` runs inline, answers correctly, and is the one execution
@@ -733,21 +742,19 @@ mod tests {
         let (scheduler, executions, queued) = learned_cheap_scheduler();
         let other = scheduler.enter();
         let entered = scheduler.enter();
-        assert!(
-            scheduler
-                .try_execute_inline(&entered, &inline_input(), 1)
-                .is_none(),
-            "with another request in flight, the request goes to the queue to be batched"
+        assert_not_inline(
+            &scheduler,
+            &entered,
+            "with another request in flight, the request goes to the queue to be batched",
         );
         assert_eq!(executions.lock().unwrap().len(), queued, "nothing ran");
         // The other request is answered, but the model's requests were concurrent a moment ago, so
         // more are likely on their way: still queued.
         drop(other);
-        assert!(
-            scheduler
-                .try_execute_inline(&entered, &inline_input(), 1)
-                .is_none(),
-            "requests stay queued for a while after two were in flight together"
+        assert_not_inline(
+            &scheduler,
+            &entered,
+            "requests stay queued for a while after two were in flight together",
         );
         // Once that is long enough ago, a lone request runs inline again.
         std::thread::sleep(CONCURRENCY_MEMORY + Duration::from_millis(20));
