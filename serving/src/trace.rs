@@ -60,6 +60,15 @@ pub(crate) mod tests {
     /// A valid `traceparent` value (the W3C specification's example).
     pub(crate) const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// Asserts that a log line carries the trace and parent ids of [`TRACEPARENT`].
+    pub(crate) fn assert_carries_the_trace(line: &str) {
+        assert!(
+            line.contains("trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\""),
+            "{line}"
+        );
+        assert!(line.contains("parent_id=\"00f067aa0ba902b7\""), "{line}");
+    }
+
     /// Log output gathered in memory.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
