@@ -1,5 +1,6 @@
 //! W3C Trace Context: the `traceparent` header (HTTP) or metadata entry (gRPC) that puts a request
-//! into its caller's distributed trace. Both front ends run each request in a span carrying these ids.
+//! into its caller's distributed trace. Both front ends run such a request in a span carrying these
+//! ids ([`request_span`]).
 
 /// The parts of a valid `traceparent` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +41,33 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent<'_>> {
     })
 }
 
-/// Records the trace context of a request's `traceparent` value on its span, which declares
-/// `trace_id` and `parent_id` as [`tracing::field::Empty`]. A missing or invalid value leaves both
-/// unset, so that the log formatter neither formats nor prints them.
-pub fn record_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
-    if let Some(context) = traceparent.and_then(parse_traceparent) {
-        span.record("trace_id", context.trace_id);
-        span.record("parent_id", context.parent_id);
-    }
+/// The trace context of a request's `traceparent` value, when it is present and valid.
+pub fn trace_context(traceparent: Option<&str>) -> Option<TraceParent<'_>> {
+    traceparent.and_then(parse_traceparent)
 }
+
+/// Makes a request's span. A request in its caller's trace gets an info-level span carrying the
+/// trace and parent ids, so that every line it logs joins that trace. Any other request gets a
+/// debug-level span with the same name and fields but no ids: it names the request's log lines under
+/// `RUST_LOG=debug` and costs nothing at the default level (`info`), where one span per request
+/// took about 5 % of the server's CPU on an overhead-bound model.
+///
+/// `$name` is the span's name and the remaining arguments its fields, as `tracing`'s span macros take
+/// them.
+macro_rules! request_span {
+    ($context:expr, $name:literal, $($fields:tt)*) => {
+        match $context {
+            Some(context) => tracing::info_span!(
+                $name,
+                $($fields)*,
+                trace_id = context.trace_id,
+                parent_id = context.parent_id,
+            ),
+            None => tracing::debug_span!($name, $($fields)*),
+        }
+    };
+}
+pub(crate) use request_span;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -84,17 +103,21 @@ pub(crate) mod tests {
         }
     }
 
-    /// What the server's log formatter (as `cerulean` sets it up, without colours) writes for an
-    /// event logged inside the span that `make_span` creates.
-    pub(crate) fn log_inside(make_span: impl FnOnce() -> tracing::Span) -> String {
+    /// What the server's log formatter (as `cerulean` sets it up, without colours, showing `level`
+    /// and above) writes for a warning logged inside the span that `make_span` creates.
+    pub(crate) fn log_inside(
+        level: tracing::Level,
+        make_span: impl FnOnce() -> tracing::Span,
+    ) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            make_span().in_scope(|| tracing::info!("handled"));
+            make_span().in_scope(|| tracing::warn!("handled"));
         });
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()

@@ -7,8 +7,8 @@
 //! * [`inference_service`] wraps it with the server's message-size limits, [`grpc_routes`] adds
 //!   the health service, and [`serve_grpc`] runs both on a listener until a shutdown signal, then
 //!   fires [`Draining`] so that open streams and health watches end instead of holding the shutdown.
-//! * Every RPC runs in an `info_span!("grpc", method, trace_id, parent_id)` that carries an incoming
-//!   W3C `traceparent` ([`trace`]).
+//! * An RPC with an incoming W3C `traceparent` runs in an `info_span!("grpc", method, trace_id,
+//!   parent_id)` that carries it; any other in a `debug_span!("grpc", method)` ([`trace`]).
 //!
 //! Tensor data is never copied on the way through: `raw_input_contents` entries become the inputs'
 //! bytes and the outputs' bytes become `raw_output_contents` ([`convert`]).
