@@ -41,22 +41,18 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent<'_>> {
     })
 }
 
-/// The trace context of a request's `traceparent` value, when it is present and valid.
-pub fn trace_context(traceparent: Option<&str>) -> Option<TraceParent<'_>> {
-    traceparent.and_then(parse_traceparent)
-}
-
 /// Makes a request's span. A request in its caller's trace gets an info-level span carrying the
 /// trace and parent ids, so that every line it logs joins that trace. Any other request gets a
 /// debug-level span with the same name and fields but no ids: it names the request's log lines under
 /// `RUST_LOG=debug` and costs nothing at the default level (`info`), where one span per request
 /// took about 5 % of the server's CPU on an overhead-bound model.
 ///
-/// `$name` is the span's name and the remaining arguments its fields, as `tracing`'s span macros take
-/// them.
+/// `$traceparent` is the request's `traceparent` value (an `Option<&str>`; an invalid value counts as
+/// none), `$name` the span's name and the remaining arguments its fields, as `tracing`'s span macros
+/// take them.
 macro_rules! request_span {
-    ($context:expr, $name:literal, $($fields:tt)*) => {
-        match $context {
+    ($traceparent:expr, $name:literal, $($fields:tt)*) => {
+        match $traceparent.and_then($crate::trace::parse_traceparent) {
             Some(context) => tracing::info_span!(
                 $name,
                 $($fields)*,

@@ -4,14 +4,14 @@
 
 use tonic::metadata::MetadataMap;
 
-use crate::trace::{request_span, trace_context};
+use crate::trace::request_span;
 
 /// The span an RPC runs in: `grpc` with the method name, at info level with the trace and parent
 /// ids when the caller sent a valid `traceparent`, at debug level without them otherwise (see
 /// [`request_span`]).
 pub fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
     let traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok());
-    request_span!(trace_context(traceparent), "grpc", method)
+    request_span!(traceparent, "grpc", method)
 }
 
 #[cfg(test)]

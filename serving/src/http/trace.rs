@@ -40,7 +40,7 @@ fn request_span(request: &Request) -> tracing::Span {
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
     request_span!(
-        crate::trace::trace_context(traceparent),
+        traceparent,
         "http",
         method = request.method().as_str(),
         path = request.uri().path()
